@@ -1,0 +1,20 @@
+import pytest
+import torch
+
+from liegeo import SE2, SE3, SO2, SO3, Euclidean
+
+GROUPS = [SO2, SE2, SO3, SE3]
+"""The four groups; Euclidean is tested beside them where its dimension can be given."""
+
+BATCH_SHAPES = [(), (7,), (2, 3)]
+
+
+@pytest.fixture
+def generator(request) -> torch.Generator:
+    """A generator seeded from the test's id, so every test draws its own reproducible sample."""
+    seed = sum(ord(c) * (i + 1) for i, c in enumerate(request.node.nodeid)) % (2**31)
+    return torch.Generator().manual_seed(seed)
+
+
+def euclidean_random(*batch, generator, dtype=torch.float64):
+    return Euclidean.random(*batch, dim=4, generator=generator, dtype=dtype)
