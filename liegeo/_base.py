@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Iterable, Union
+from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import Tensor
 from typing_extensions import Self
 
 from . import _math
-
-BatchShape = Union[int, Iterable[int], torch.Size]
 
 
 def batch_shape(args: tuple[Any, ...]) -> tuple[int, ...]:

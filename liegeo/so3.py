@@ -174,10 +174,17 @@ class SO3(SOBase):
         return self._log()
 
     def rpy(self) -> Tensor:
-        """``(roll, pitch, yaw)`` with ``R = Rz(yaw) Ry(pitch) Rx(roll)``: ``(*batch, 3)``."""
+        """``(roll, pitch, yaw)`` with ``R = Rz(yaw) Ry(pitch) Rx(roll)``: ``(*batch, 3)``.
+
+        At gimbal lock (pitch = ±π/2) only yaw ∓ roll is defined; roll is set to 0 there.
+        """
         m = self.matrix()
-        pitch = torch.atan2(-m[..., 2, 0], torch.hypot(m[..., 0, 0], m[..., 1, 0]))
-        return torch.stack([torch.atan2(m[..., 2, 1], m[..., 2, 2]), pitch, torch.atan2(m[..., 1, 0], m[..., 0, 0])], -1)
+        cos_pitch = torch.hypot(m[..., 0, 0], m[..., 1, 0])
+        pitch = torch.atan2(-m[..., 2, 0], cos_pitch)
+        lock = cos_pitch < torch.finfo(m.dtype).eps ** 0.5
+        roll = _math.select(lock, torch.zeros_like(pitch), torch.atan2(m[..., 2, 1], m[..., 2, 2]))
+        yaw = _math.select(lock, torch.atan2(-m[..., 0, 1], m[..., 1, 1]), torch.atan2(m[..., 1, 0], m[..., 0, 0]))
+        return torch.stack([roll, pitch, yaw], dim=-1)
 
     def matrix(self) -> Tensor:
         return quaternion_to_matrix(self.data)

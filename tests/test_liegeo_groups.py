@@ -131,6 +131,15 @@ def test_so3_conversions(generator):
         SO3.from_quaternion(torch.zeros(3))
 
 
+@pytest.mark.parametrize("pitch", [math.pi / 2, -math.pi / 2])
+def test_rpy_at_gimbal_lock(pitch, generator):
+    roll, yaw = (torch.rand(2, 20, generator=generator, dtype=torch.float64) * 2 - 1) * math.pi
+    r = SO3.from_rpy(roll, torch.full_like(roll, pitch), yaw)
+    rpy = r.rpy()
+    assert torch.isfinite(rpy).all() and (rpy[:, 0] == 0).all()
+    assert_same_elements(SO3.from_rpy(*rpy.unbind(-1)), r, atol=1e-7)
+
+
 def test_se_conversions(generator):
     xyt = torch.randn(10, 3, generator=generator, dtype=torch.float64)
     xyt[:, 2] = torch.remainder(xyt[:, 2] + math.pi, 2 * math.pi) - math.pi

@@ -146,3 +146,27 @@ def test_jacobians_match_vmap_jacrev(group, generator):
     j_auto = torch.func.vmap(torch.func.jacrev(residual))(zero, a.data, b.data)
     _, (j_a, _) = a.local(b, jacobians=True)
     torch.testing.assert_close(j_auto, j_a, atol=1e-9, rtol=0)
+
+
+def test_checker_rejects_a_wrong_jacobian(generator):
+    """check_jacobians is public API for users' costs: it must catch a wrong Jacobian."""
+    a, b = SE3.random(4, generator=generator, dtype=torch.float64), SE3.random(4, generator=generator, dtype=torch.float64)
+    _, (j_a, j_b) = a.local(b, jacobians=True)
+    wrong = j_a.clone()
+    wrong[..., 0, 3] += 1e-4
+    with pytest.raises(AssertionError, match="argument 0 differs from autograd"):
+        check_jacobians(lambda x, y: x.local(y), [a, b], [wrong, j_b])
+    with pytest.raises(AssertionError, match="argument 1"):
+        check_jacobians(lambda x, y: x.local(y), [a, b], [None, j_b.transpose(-1, -2)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.__name__)
+def test_cuda_matches_cpu(group, generator):
+    a, b = group.random(64, generator=generator, dtype=torch.float64), group.random(64, generator=generator, dtype=torch.float64)
+    p = torch.randn(64, group.point_dim, generator=generator, dtype=torch.float64)
+    on_cpu = [a.local(b, jacobians=True)[1][0], a.act(p), a.compose(b).data, a.log()]
+    ac, bc = a.to("cuda"), b.to("cuda")
+    on_gpu = [ac.local(bc, jacobians=True)[1][0], ac.act(p.cuda()), ac.compose(bc).data, ac.log()]
+    for x, y in zip(on_cpu, on_gpu):
+        torch.testing.assert_close(y.cpu(), x, atol=1e-12, rtol=0)
