@@ -186,6 +186,15 @@ def eye(n: int, batch_shape: torch.Size | tuple[int, ...], like: Tensor) -> Tens
     return torch.eye(n, dtype=like.dtype, device=like.device).expand(*batch_shape, n, n)
 
 
+def cross(a: Tensor, b: Tensor) -> Tensor:
+    """``a × b`` over the last axis, batch axes broadcast (``torch.linalg.cross`` needs equal ranks)."""
+    if a.ndim != b.ndim:
+        rank = max(a.ndim, b.ndim)
+        a = a.reshape((1,) * (rank - a.ndim) + a.shape)
+        b = b.reshape((1,) * (rank - b.ndim) + b.shape)
+    return torch.linalg.cross(a, b, dim=-1)
+
+
 def dot(a: Tensor, b: Tensor) -> Tensor:
     """``a · b`` over the last axis, kept: ``(*batch, n) -> (*batch, 1)``.
 

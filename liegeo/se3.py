@@ -39,8 +39,8 @@ class SE3(SEBase):
         # t = J_l(ω) v = v + a ω×v + b ω×(ω×v)
         v, omega = xi[..., :3], xi[..., 3:]
         theta2 = _math.squared_norm(omega)
-        w_v = torch.linalg.cross(omega, v, dim=-1)
-        w_w_v = torch.linalg.cross(omega, w_v, dim=-1)
+        w_v = _math.cross(omega, v)
+        w_w_v = _math.cross(omega, w_v)
         a, b = _math.cosc(theta2).unsqueeze(-1), _math.sinc3(theta2).unsqueeze(-1)
         t = torch.addcmul(v, a, w_v).add_(b * w_w_v)
         return cls(torch.cat([t, exp_quaternion(omega, theta2)], dim=-1))
@@ -49,8 +49,8 @@ class SE3(SEBase):
         # v = J_l⁻¹(ω) t = t - ½ ω×t + c ω×(ω×t)
         omega = self.rotation()._log()
         t = self.data[..., :3]
-        w_t = torch.linalg.cross(omega, t, dim=-1)
-        w_w_t = torch.linalg.cross(omega, w_t, dim=-1)
+        w_t = _math.cross(omega, t)
+        w_w_t = _math.cross(omega, w_t)
         c = _math.jinv(_math.squared_norm(omega)).unsqueeze(-1)
         v = torch.add(t, w_t, alpha=-0.5).add_(c * w_w_t)
         return torch.cat([v, omega], dim=-1)

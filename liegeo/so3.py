@@ -20,7 +20,7 @@ def quaternion_multiply_parts(q1: Tensor, q2: Tensor) -> list[Tensor]:
     v1, w1 = q1[..., :3], q1[..., 3:]
     v2, w2 = q2[..., :3], q2[..., 3:]
     # (v1 × v2 + w1 v2 + w2 v1,  w1 w2 - v1·v2), updating fresh temporaries in place
-    v = torch.linalg.cross(v1, v2, dim=-1).add_(w1 * v2).add_(w2 * v1)
+    v = _math.cross(v1, v2).add_(w1 * v2).add_(w2 * v1)
     w = (w1 * w2).sub_(_math.dot(v1, v2))
     return [v, w]
 
@@ -34,16 +34,16 @@ def quaternion_rotate(q: Tensor, p: Tensor) -> Tensor:
     """Rotate points ``p: (*batch, 3)`` by unit quaternions ``q: (*batch, 4)`` (batch axes broadcast)."""
     # R p = p + 2w u + 2 v × u with u = v × p: two cross products, no matrix.
     v, w = q[..., :3], q[..., 3:]
-    u = torch.linalg.cross(v, p, dim=-1)
-    return torch.addcmul(p, w, u, value=2.0).add_(torch.linalg.cross(v, u, dim=-1), alpha=2.0)
+    u = _math.cross(v, p)
+    return torch.addcmul(p, w, u, value=2.0).add_(_math.cross(v, u), alpha=2.0)
 
 
 def quaternion_rotate_inverse(q: Tensor, p: Tensor) -> Tensor:
     """``R⁻¹ p`` for unit quaternions ``q`` (the conjugate's rotation), batch axes broadcast."""
     # Rᵀ p = p - 2w u + 2 v × u with u = v × p
     v, w = q[..., :3], q[..., 3:]
-    u = torch.linalg.cross(v, p, dim=-1)
-    return torch.addcmul(p, w, u, value=-2.0).add_(torch.linalg.cross(v, u, dim=-1), alpha=2.0)
+    u = _math.cross(v, p)
+    return torch.addcmul(p, w, u, value=-2.0).add_(_math.cross(v, u), alpha=2.0)
 
 
 def exp_quaternion(omega: Tensor, theta2: Tensor) -> Tensor:

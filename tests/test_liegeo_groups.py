@@ -217,3 +217,18 @@ def test_euclidean():
     torch.testing.assert_close(x.act(torch.zeros(2)), x.data)
     with pytest.raises(ValueError, match="R\\^2 with R\\^3"):
         x.compose(Euclidean(torch.zeros(2, 3)))
+
+
+@groups
+def test_broadcasting_across_ranks(group, generator):
+    """A per-instance batch (E,) combines with a (B, E) batch, as the solvers do with measurements."""
+    z = group.random(5, generator=generator, dtype=torch.float64)
+    x = group.random(3, 5, generator=generator, dtype=torch.float64)
+    p = torch.randn(5, group.point_dim, generator=generator, dtype=torch.float64)
+    d, (j_z, j_x) = z.local(x, jacobians=True)
+    assert d.shape == (3, 5, group.tangent_dim) and j_z.shape == (3, 5, group.tangent_dim, group.tangent_dim)
+    torch.testing.assert_close(d[1], z.local(x[1]))
+    assert_same_elements((z @ x)[2], z @ x[2])
+    assert_same_elements((x @ z)[2], x[2] @ z)
+    torch.testing.assert_close(x.act(p)[0], x[0].act(p))
+    assert z.act(torch.randn(3, 5, group.point_dim, dtype=torch.float64)).shape == (3, 5, group.point_dim)
