@@ -1,0 +1,260 @@
+"""Batched sparse Cholesky: pattern assembly, solves against dense references, failure masks,
+symbolic reuse, and gradients of ``sparse_solve`` against autograd through a dense solve."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from slam.linear import sparse_cholesky as sc
+from slam.linear.sparse_cholesky import BatchedSparseCholesky, SparsePattern, sparse_solve
+
+HAS_CHOLMOD = sc._cholmod() is not None
+BACKENDS = [
+    pytest.param("cholmod", marks=pytest.mark.skipif(not HAS_CHOLMOD, reason="scikit-sparse not installed")),
+    "scipy",
+]
+EPS = 1e-2  # H = JᵀJ + EPS I
+
+
+def graph_edges(kind: str, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Edges ``(i, j)`` of a chain or a ``size x size`` grid, each randomly oriented (so that half
+    of the off-diagonal blocks come in upper order), plus one repeated edge (duplicate pairs)."""
+    if kind == "chain":
+        i, j, nodes = torch.arange(size - 1), torch.arange(1, size), size
+    else:
+        idx = torch.arange(size * size).reshape(size, size)
+        i = torch.cat([idx[:, :-1].flatten(), idx[:-1].flatten()])
+        j = torch.cat([idx[:, 1:].flatten(), idx[1:].flatten()])
+        nodes = size * size
+    flip = torch.rand(i.shape, generator=generator) < 0.5
+    i, j = torch.where(flip, j, i), torch.where(flip, i, j)
+    return torch.cat([i, j[:1]]), torch.cat([j, i[:1]]), nodes
+
+
+def block_problem(kind: str, size: int, d: int, batch: int, generator: torch.Generator):
+    """Random SPD block-sparse ``H = JᵀJ + EPS I`` with one residual block ``(d, 2d)`` per edge.
+
+    Returns ``pattern, values (batch, nnz), dense (batch, n, n)``: ``values`` is assembled through
+    ``from_coordinates``' slots, ``dense`` straight from the dense ``J``.
+    """
+    ei, ej, nodes = graph_edges(kind, size, generator)
+    n, edges = nodes * d, ei.numel()
+    jac = torch.randn(batch, edges, d, 2 * d, generator=generator, dtype=torch.float64)
+    var = torch.cat([ei[:, None] * d + torch.arange(d), ej[:, None] * d + torch.arange(d)], dim=1)  # (E, 2d)
+    J = torch.zeros(batch, edges, d, n, dtype=torch.float64)
+    J.scatter_(-1, var[None, :, None, :].expand(batch, edges, d, 2 * d), jac)
+    J = J.reshape(batch, edges * d, n)
+    dense = J.mT @ J + EPS * torch.eye(n, dtype=torch.float64)
+
+    # Each edge contributes its (2d, 2d) block JᵀJ; the local lower triangle holds every symmetric pair
+    # once (the i-j block in upper global order when j < i).
+    local = torch.tril_indices(2 * d, 2 * d)
+    rows, cols = var[:, local[0]], var[:, local[1]]  # (E, 2d(2d+1)/2)
+    contrib = (jac.mT @ jac)[..., local[0], local[1]]  # (batch, E, 2d(2d+1)/2)
+    pattern, slot = SparsePattern.from_coordinates(n, rows, cols)
+    assert slot.shape == rows.shape
+    values = torch.zeros(batch, pattern.nnz, dtype=torch.float64)
+    values.index_add_(-1, slot.flatten(), contrib.reshape(batch, -1))
+    values[:, pattern.diagonal] += EPS
+    return pattern, values, dense
+
+
+def dense_from_values(pattern: SparsePattern, values: torch.Tensor) -> torch.Tensor:
+    """Differentiable symmetric ``(B, n, n)`` from lower-triangular values ``(B, nnz)``."""
+    lower = values.new_zeros(values.shape[0], pattern.n, pattern.n)
+    lower = lower.index_put((torch.arange(values.shape[0])[:, None], pattern.rows, pattern.cols), values)
+    return lower + lower.mT - torch.diag_embed(torch.diagonal(lower, dim1=-2, dim2=-1))
+
+
+PROBLEMS = [("chain", 6, 3), ("grid", 3, 6), ("grid", 4, 3)]
+
+
+def test_from_coordinates_small_example():
+    # Pairs in any order, an upper pair, duplicates, diagonal entries missing (added) and repeated.
+    rows = torch.tensor([[0, 2, 1], [3, 2, 1]])
+    cols = torch.tensor([[1, 0, 1], [0, 0, 0]])
+    pattern, slot = SparsePattern.from_coordinates(4, rows, cols)
+    expected = [(0, 0), (1, 0), (2, 0), (3, 0), (1, 1), (2, 2), (3, 3)]  # (row, col), CSC order
+    assert list(zip(pattern.rows.tolist(), pattern.cols.tolist())) == expected
+    assert slot.tolist() == [[1, 2, 4], [3, 2, 1]]
+    assert pattern.diagonal.tolist() == [0, 4, 5, 6]
+    assert pattern.indptr.tolist() == [0, 4, 5, 6, 7]
+    assert pattern.indices.tolist() == [0, 1, 2, 3, 1, 2, 3]
+    with pytest.raises(ValueError):
+        SparsePattern.from_coordinates(4, torch.tensor([4]), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("kind,size,d", PROBLEMS)
+def test_from_coordinates_assembles_dense(kind, size, d, generator):
+    pattern, values, dense = block_problem(kind, size, d, 2, generator)
+    n = pattern.n
+    torch.testing.assert_close(dense_from_values(pattern, values), dense)
+    # Canonical pattern: lower, strictly increasing CSC keys, exactly the structural nonzeros of H.
+    assert (pattern.rows >= pattern.cols).all()
+    keys = pattern.cols * n + pattern.rows
+    assert (keys[1:] > keys[:-1]).all()
+    assert pattern.nnz == int((torch.tril(dense[0]) != 0).sum())
+    assert (pattern.rows[pattern.diagonal] == torch.arange(n)).all()
+    assert (pattern.cols[pattern.diagonal] == torch.arange(n)).all()
+    csc = sp.csc_matrix((np.ones(pattern.nnz), pattern.indices, pattern.indptr), shape=(n, n))
+    coo = csc.tocoo()
+    assert np.array_equal(coo.row, pattern.rows.numpy()) and np.array_equal(coo.col, pattern.cols.numpy())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind,size,d", PROBLEMS)
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("k", [None, 2])
+def test_solve_matches_dense(backend, kind, size, d, batch, k, generator):
+    pattern, values, dense = block_problem(kind, size, d, batch, generator)
+    shape = (batch, pattern.n) if k is None else (batch, pattern.n, k)
+    rhs = torch.randn(shape, generator=generator, dtype=torch.float64)
+    factor = BatchedSparseCholesky(pattern, backend)
+    assert factor.factorize(values).tolist() == [True] * batch
+    x = factor.solve(rhs)
+    expected = torch.linalg.solve(dense, rhs if k else rhs[..., None])
+    torch.testing.assert_close(x, expected if k else expected[..., 0], rtol=1e-9, atol=1e-9)
+    # float32 in, float32 out, close to float64 (the computation itself is float64).
+    ok32 = factor.factorize(values.float())
+    assert ok32.dtype == torch.bool and ok32.all()
+    x32 = factor.solve(rhs.float())
+    assert x32.dtype == torch.float32
+    torch.testing.assert_close(x32.double(), x, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_failed_matrices_are_masked(backend, generator):
+    pattern, values, dense = block_problem("grid", 3, 3, 4, generator)
+    values = values.clone()
+    values[2] = 0.0  # singular: every backend must flag it
+    values[3, 5] = float("nan")
+    rhs = torch.randn(4, pattern.n, generator=generator, dtype=torch.float64)
+    factor = BatchedSparseCholesky(pattern, backend)
+    assert factor.factorize(values).tolist() == [True, True, False, False]
+    x = factor.solve(rhs)
+    torch.testing.assert_close(x[:2], torch.linalg.solve(dense[:2], rhs[:2]), rtol=1e-9, atol=1e-9)
+    assert (x[2:] == 0).all()
+
+
+@pytest.mark.skipif(not HAS_CHOLMOD, reason="scikit-sparse not installed")
+def test_cholmod_detects_indefinite(generator):
+    pattern, values, dense = block_problem("chain", 6, 3, 3, generator)
+    values = values.clone()
+    values[1, pattern.diagonal[4]] = -1.0  # a negative diagonal entry: nonsingular but not PD
+    rhs = torch.randn(3, pattern.n, generator=generator, dtype=torch.float64)
+    factor = BatchedSparseCholesky(pattern, "cholmod")
+    assert factor.factorize(values).tolist() == [True, False, True]
+    x = factor.solve(rhs)
+    torch.testing.assert_close(x[0::2], torch.linalg.solve(dense[0::2], rhs[0::2]), rtol=1e-9, atol=1e-9)
+    assert (x[1] == 0).all()
+    # The factor that failed is reused: a PD matrix in that slot now factorizes.
+    assert factor.factorize(values[0::2].flip(0).repeat(2, 1)).all()
+
+
+@pytest.mark.skipif(not HAS_CHOLMOD, reason="scikit-sparse not installed")
+def test_symbolic_analysis_runs_once(monkeypatch, generator):
+    calls = []
+    analyze = sc._cholmod().analyze
+    monkeypatch.setattr(sc._cholmod(), "analyze", lambda *a, **kw: calls.append(1) or analyze(*a, **kw))
+    pattern, values, dense = block_problem("grid", 3, 6, 3, generator)
+    rhs = torch.randn(3, pattern.n, generator=generator, dtype=torch.float64)
+    factor = BatchedSparseCholesky(pattern, "cholmod")
+    for rows in [slice(0, 1), slice(0, 3), slice(1, 3), slice(0, 3)]:  # batch size changes
+        assert factor.factorize(values[rows]).all()
+        torch.testing.assert_close(factor.solve(rhs[rows]), torch.linalg.solve(dense[rows], rhs[rows]))
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck(backend, generator):
+    pattern, values, _ = block_problem("chain", 3, 3, 2, generator)
+    assert (pattern.rows != pattern.cols).any()
+    rhs = torch.randn(2, pattern.n, generator=generator, dtype=torch.float64)
+    factor = BatchedSparseCholesky(pattern, backend)
+
+    def fn(v, b):
+        factor.factorize(v)
+        return sparse_solve(v, b, factor)
+
+    assert torch.autograd.gradcheck(fn, (values.requires_grad_(), rhs.requires_grad_()))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("k", [None, 2])
+def test_gradients_match_dense(backend, k, generator):
+    """Also pins the off-diagonal convention: a value stands for two symmetric entries."""
+    pattern, values, _ = block_problem("grid", 3, 3, 2, generator)
+    shape = (2, pattern.n) if k is None else (2, pattern.n, k)
+    rhs = torch.randn(shape, generator=generator, dtype=torch.float64)
+    weight = torch.randn(shape, generator=generator, dtype=torch.float64)
+    factor = BatchedSparseCholesky(pattern, backend)
+
+    v1, b1 = values.clone().requires_grad_(), rhs.clone().requires_grad_()
+    factor.factorize(v1)
+    x = sparse_solve(v1, b1, factor)
+    factor.factorize(values * 2.0)  # a later factorization must not disturb this backward pass
+    (x * weight).sum().backward()
+
+    v2, b2 = values.clone().requires_grad_(), rhs.clone().requires_grad_()
+    dense = dense_from_values(pattern, v2)
+    x2 = torch.linalg.solve(dense, b2 if k else b2[..., None])
+    (x2 * (weight if k else weight[..., None])).sum().backward()
+
+    torch.testing.assert_close(x.detach(), x2.detach() if k else x2.detach()[..., 0])
+    torch.testing.assert_close(b1.grad, b2.grad)
+    torch.testing.assert_close(v1.grad, v2.grad)
+    off = pattern.rows != pattern.cols
+    assert off.any() and (v1.grad[:, off].abs() > 1e-8).any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_solve_finds_the_factorization_of_its_values(backend, generator):
+    """A factorization kept for later (an implicit backward pass) survives other factorize calls;
+    values that were not factorized are refused rather than solved with stale factors."""
+    pattern, values, dense = block_problem("grid", 3, 3, 2, generator)
+    rhs = torch.randn(2, pattern.n, generator=generator, dtype=torch.float64)
+    factor = BatchedSparseCholesky(pattern, backend)
+    kept = values.clone()
+    factor.factorize(kept)
+    factor.factorize(values * 3.0)
+    factor.factorize(values * 5.0)
+    torch.testing.assert_close(sparse_solve(kept, rhs, factor), torch.linalg.solve(dense, rhs))
+    with pytest.raises(ValueError):
+        sparse_solve(values * 7.0, rhs, factor)
+    kept[:, pattern.diagonal] += 1.0  # modified in place after its factorization
+    with pytest.raises(ValueError):
+        sparse_solve(kept, rhs, factor)
+
+
+def test_float32_gradients(generator):
+    pattern, values, _ = block_problem("chain", 4, 3, 2, generator)
+    rhs = torch.randn(2, pattern.n, generator=generator)
+    v = values.float().requires_grad_()
+    b = rhs.clone().requires_grad_()
+    factor = BatchedSparseCholesky(pattern)
+    factor.factorize(v)
+    x = sparse_solve(v, b, factor)
+    assert x.dtype == torch.float32
+    x.square().sum().backward()
+    assert v.grad.dtype == torch.float32 and b.grad.dtype == torch.float32
+
+    v64, b64 = values.clone().requires_grad_(), rhs.double().requires_grad_()
+    factor.factorize(v64)
+    sparse_solve(v64, b64, factor).square().sum().backward()
+    torch.testing.assert_close(v.grad.double(), v64.grad, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(b.grad.double(), b64.grad, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_round_trip(generator):
+    pattern, values, dense = block_problem("grid", 3, 3, 2, generator)
+    rhs = torch.randn(2, pattern.n, generator=generator, dtype=torch.float64)
+    factor = BatchedSparseCholesky(pattern)
+    v, b = values.cuda().requires_grad_(), rhs.cuda().requires_grad_()
+    assert factor.factorize(v).device == v.device
+    x = sparse_solve(v, b, factor)
+    assert x.device == b.device
+    torch.testing.assert_close(x.cpu().detach(), torch.linalg.solve(dense, rhs))
+    x.sum().backward()
+    assert v.grad.device == v.device and b.grad.device == b.device
