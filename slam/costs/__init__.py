@@ -1,0 +1,6 @@
+"""Cost terms: the ``Cost`` base class, the ``residual`` decorator, and the cost libraries."""
+
+from .base import Cost, autodiff_jacobians, residual
+from .pose_graph import Between, Prior
+
+__all__ = ["Cost", "residual", "autodiff_jacobians", "Between", "Prior"]

@@ -1,0 +1,183 @@
+"""Vectorized cost terms: E instances of one residual function, evaluated as one batched call.
+
+A cost is a residual function of some variables (``liegeo`` groups) and data
+(tensors or groups).  Define one by subclassing ``Cost`` and writing
+``residual``, or, shorter, by decorating a function::
+
+    @slam.residual
+    def between(x_i: SE3, x_j: SE3, *, measurement: SE3) -> Tensor:
+        return measurement.local(x_i.between(x_j))
+
+    cost = between(poses[i], poses[j], measurement=z, weight=SqrtInformation(l))
+
+The function receives the referenced elements as batches of shape ``(B, E)``
+(B = 1 for an unbatched problem) and the data as given (``(E, ...)`` or
+``(B, E, ...)``; broadcasting does the rest), and returns residuals
+``(B, E, m)`` (or anything that broadcasts to it).
+
+Jacobians come from autograd through ``retract`` at zero (right perturbations,
+as in ``liegeo.conventions``) unless the cost provides them: override
+``residual_and_jacobians`` (or pass ``jacobians=`` to the decorator) to return
+``(r, [J_1, ..., J_k])`` with ``J_i: (B, E, m, tangent_dim_i)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from liegeo import LieGroup
+
+from ..robust import RobustLoss
+from ..variables import VariableRef
+from ..weights import Weight
+
+JacobianMode = Literal["auto", "reverse", "forward"]
+
+
+class Cost:
+    """E instances of one residual function of ``len(variables)`` variables.
+
+    Args:
+        *variables: one ``VariableRef`` per argument of the residual, each of length E.
+        weight: whitening of the residuals (``slam.weights``); none means identity.
+        loss: a robust loss applied to each instance's squared whitened norm.
+        name: used in messages; defaults to the class name.
+        **data: tensors or groups with a leading instance axis ``E`` (after an optional
+            outer batch axis), passed to the residual by keyword.
+    """
+
+    jacobian_mode: ClassVar[JacobianMode] = "auto"
+    """Autograd mode for Jacobians: reverse (one pass per residual component), forward (one
+    per tangent direction), or auto (the cheaper of the two)."""
+
+    def __init__(
+        self,
+        *variables: VariableRef,
+        weight: Weight | None = None,
+        loss: RobustLoss | None = None,
+        name: str | None = None,
+        **data: Any,
+    ):
+        if not variables:
+            raise ValueError(f"{type(self).__name__}: a cost needs at least one variable")
+        for v in variables:
+            if not isinstance(v, VariableRef):
+                raise TypeError(f"{type(self).__name__}: variables are given as table[index], got {type(v).__name__}")
+        sizes = {len(v) for v in variables}
+        if len(sizes) != 1:
+            raise ValueError(f"{type(self).__name__}: every variable reference needs the same length, got {sorted(sizes)}")
+        self.variables = variables
+        self.data = data
+        self.weight = weight
+        self.loss = loss
+        self.name = name or type(self).__name__
+        self.num = sizes.pop()
+
+    def residual(self, *values: LieGroup, **data: Any) -> Tensor:
+        """Residuals ``(B, E, m)`` of the instances at ``values`` (each ``(B, E)``)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no residual")
+
+    def residual_and_jacobians(self, *values: LieGroup, **data: Any) -> tuple[Tensor, list[Tensor]]:
+        """Residuals and analytic Jacobians; by default, autograd through ``retract``."""
+        return autodiff_jacobians(self.residual, values, data, self.jacobian_mode)
+
+    @property
+    def has_analytic_jacobians(self) -> bool:
+        return type(self).residual_and_jacobians is not Cost.residual_and_jacobians
+
+    def __repr__(self) -> str:
+        args = ", ".join(v.variable.name for v in self.variables)
+        return f"{self.name}({args}; {self.num} instances)"
+
+
+def residual(
+    fn: Callable[..., Tensor] | None = None,
+    *,
+    jacobians: Callable[..., tuple[Tensor, list[Tensor]]] | None = None,
+    jacobian_mode: JacobianMode = "auto",
+) -> Any:
+    """Make a ``Cost`` subclass from a residual function (and optionally its analytic Jacobians).
+
+    Usable bare (``@residual``) or with options (``@residual(jacobians=f)``).  The
+    returned class is called like ``Cost``: ``cls(*refs, weight=..., loss=..., **data)``.
+    """
+
+    def make(f: Callable[..., Tensor]) -> type[Cost]:
+        attrs: dict[str, Any] = {
+            "residual": lambda self, *v, **d: f(*v, **d),
+            "jacobian_mode": jacobian_mode,
+            "__doc__": f.__doc__,
+            "__module__": f.__module__,
+            "__qualname__": f.__qualname__,
+        }
+        if jacobians is not None:
+            attrs["residual_and_jacobians"] = lambda self, *v, **d: jacobians(*v, **d)
+        cls = type(f.__name__, (Cost,), attrs)
+        functools.update_wrapper(cls.residual, f, assigned=("__doc__",), updated=())  # type: ignore[arg-type]
+        return cls
+
+    return make(fn) if fn is not None else make
+
+
+def autodiff_jacobians(
+    fn: Callable[..., Tensor], values: tuple[LieGroup, ...], data: dict[str, Any], mode: JacobianMode = "auto"
+) -> tuple[Tensor, list[Tensor]]:
+    """``fn(*values, **data)`` and its Jacobians in the right tangents of ``values``.
+
+    Instances are independent (instance e of the output depends on instance e of the
+    inputs only), so one backward pass per residual component (reverse mode, batched
+    with ``is_grads_batched``) or one forward pass per tangent direction gives every
+    instance's Jacobian at once.  The graph is kept (``create_graph``) when autograd is
+    recording, so the Jacobians stay differentiable in everything ``fn`` depends on.
+    """
+    create_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        deltas = [
+            torch.zeros(*v.shape, v.tangent_dim, dtype=v.dtype, device=v.device, requires_grad=True) for v in values
+        ]
+        r = fn(*[v.retract(d) for v, d in zip(values, deltas)], **data)
+        batch = torch.broadcast_shapes(*(v.shape for v in values))
+        r = r.expand(*batch, r.shape[-1])
+        m, total = r.shape[-1], sum(d.shape[-1] for d in deltas)
+        if mode == "forward" or (mode == "auto" and total < m):
+            jacobians = _forward_jacobians(fn, values, data, deltas, r)
+        else:
+            basis = torch.eye(m, dtype=r.dtype, device=r.device).reshape(m, *([1] * (r.ndim - 1)), m)
+            grads = torch.autograd.grad(
+                r, deltas, grad_outputs=basis.expand(m, *r.shape), is_grads_batched=True,
+                create_graph=create_graph, allow_unused=True,
+            )
+            jacobians = [
+                torch.zeros(*r.shape, d.shape[-1], dtype=r.dtype, device=r.device) if g is None else g.movedim(0, -2)
+                for g, d in zip(grads, deltas)
+            ]
+            jacobians = [j.expand(*r.shape, j.shape[-1]) for j in jacobians]
+    if not create_graph:
+        r, jacobians = r.detach(), [j.detach() for j in jacobians]
+    return r, jacobians
+
+
+def _forward_jacobians(
+    fn: Callable[..., Tensor], values: tuple[LieGroup, ...], data: dict[str, Any], deltas: list[Tensor], r: Tensor
+) -> list[Tensor]:
+    """One JVP per tangent direction, vectorized over directions with ``torch.func``."""
+    zeros = [d.detach() for d in deltas]
+
+    def moved(*ds: Tensor) -> Tensor:
+        return fn(*[v.retract(d) for v, d in zip(values, ds)], **data).expand_as(r)
+
+    jacobians = []
+    for k, d in enumerate(zeros):
+        dim = d.shape[-1]
+        basis = torch.eye(dim, dtype=d.dtype, device=d.device).reshape(dim, *([1] * (d.ndim - 1)), dim).expand(dim, *d.shape)
+
+        def column(t: Tensor, k: int = k) -> Tensor:
+            tangents = [t if i == k else torch.zeros_like(z) for i, z in enumerate(zeros)]
+            return torch.func.jvp(moved, tuple(zeros), tuple(tangents))[1]
+
+        jacobians.append(torch.func.vmap(column)(basis).movedim(0, -1))
+    return jacobians
