@@ -1,0 +1,41 @@
+"""The linear-solver interface: factorize the (damped) normal equations once, solve many right-hand sides.
+
+The optimizers hand a solver the values of ``H`` (lower triangle, in the
+``Structure``'s sparsity pattern) for a batch of B problems; the solver returns a
+``Factorization`` that solves ``H x = b``, differentiably in both ``H``'s values
+and ``b`` (so unrolled optimization can backpropagate through it), and that the
+implicit backward pass reuses for its own solves.  A solver keeps whatever it
+can reuse across iterations (orderings, symbolic factorizations) in
+``structure.solver_cache``.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from torch import Tensor
+
+from ..structure import Structure
+
+
+class Factorization(abc.ABC):
+    """A factorized batch of matrices ``H_b``."""
+
+    ok: Tensor
+    """bool ``(B,)``: False where ``H_b`` could not be factorized (not positive definite)."""
+
+    @abc.abstractmethod
+    def solve(self, rhs: Tensor) -> Tensor:
+        """``H⁻¹ rhs`` for ``rhs: (B, n)``; zeros where ``ok`` is False."""
+
+
+class LinearSolver(abc.ABC):
+    """Factorizes ``H`` given as its lower-triangle values ``(B, nnz)`` in ``structure.pattern``."""
+
+    name: str = "linear solver"
+
+    @abc.abstractmethod
+    def factorize(self, structure: Structure, values: Tensor) -> Factorization: ...
+
+    def __repr__(self) -> str:
+        return type(self).__name__
