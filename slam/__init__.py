@@ -1,1 +1,27 @@
-"""Differentiable nonlinear least squares for SLAM on top of ``liegeo`` (in progress; see the README)."""
+"""Differentiable nonlinear least squares on Lie groups, for SLAM and robotics.
+
+Build a ``Problem`` from vectorized ``Cost`` terms over ``Variable`` tables of
+``liegeo`` groups, then ``solve`` it with Gauss-Newton or Levenberg-Marquardt on a
+dense, sparse (CHOLMOD) or conjugate-gradient linear solver; gradients of the
+solution flow back to every input by unrolling, truncation or the implicit
+function theorem.  Conventions: ``liegeo.conventions``.
+"""
+
+from .costs import Cost, residual
+from .layer import SolverLayer
+from .least_squares import LeastSquaresResult, least_squares
+from .optim import (GaussNewton, Implicit, IterationRecord, LevenbergMarquardt, SingularSystemError, SolveResult,
+                    Truncated, Unroll, solve)
+from .problem import NonFiniteError, Problem
+from .robust import Cauchy, GemanMcClure, Huber, RobustLoss, Tukey, parse_robust
+from .variables import Variable, VariableRef
+from .weights import DiagonalWeight, ScalarWeight, SqrtInformation, Weight
+
+__all__ = [
+    "Variable", "VariableRef", "Cost", "residual", "Problem", "NonFiniteError",
+    "Weight", "ScalarWeight", "DiagonalWeight", "SqrtInformation",
+    "RobustLoss", "Huber", "Cauchy", "GemanMcClure", "Tukey", "parse_robust",
+    "GaussNewton", "LevenbergMarquardt", "Unroll", "Truncated", "Implicit",
+    "solve", "SolveResult", "IterationRecord", "SingularSystemError", "SolverLayer",
+    "least_squares", "LeastSquaresResult",
+]

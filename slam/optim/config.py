@@ -1,0 +1,124 @@
+"""Optimizer and backward-mode configurations: frozen dataclasses, validated on creation.
+
+Field names map one-to-one onto command-line flags and benchmark logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Union
+
+from ..linear.base import LinearSolver
+
+SolverChoice = Union[Literal["auto", "dense", "cholmod", "cg"], LinearSolver]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Common:
+    max_iterations: int = 50
+    """Upper bound on iterations (linearizations)."""
+    function_tolerance: float = 1e-6
+    """Converged when an accepted step lowers the cost by at most this fraction of it."""
+    absolute_tolerance: float = 0.0
+    """Converged when an accepted step lowers the cost by at most this much."""
+    gradient_tolerance: float = 1e-10
+    """Converged when ``max |Jᵀr| <=`` this."""
+    parameter_tolerance: float = 1e-8
+    """Converged when ``‖δ‖ <= tol · (‖x‖ + tol)`` (x: the storage of the free variables)."""
+    cost_tolerance: float = 0.0
+    """Converged when the cost is at most this."""
+    linear_solver: SolverChoice = "auto"
+    """``"dense"`` (batched Cholesky), ``"cholmod"`` (sparse, CPU), ``"cg"`` (PCG, any device), a
+    ``LinearSolver`` instance, or ``"auto"``: dense up to 1,000 free dimensions, else CHOLMOD on the
+    CPU (PCG where CHOLMOD is missing, and on GPUs)."""
+    progress: bool = False
+    """Show a progress bar (tqdm) besides the per-iteration log lines."""
+
+    def __post_init__(self) -> None:
+        if self.max_iterations < 0:
+            raise ValueError(f"max_iterations must be >= 0, got {self.max_iterations}")
+        for name in ("function_tolerance", "absolute_tolerance", "gradient_tolerance", "parameter_tolerance",
+                     "cost_tolerance"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if isinstance(self.linear_solver, str) and self.linear_solver not in ("auto", "dense", "cholmod", "cg"):
+            raise ValueError(f"linear_solver must be auto, dense, cholmod, cg or a LinearSolver; got {self.linear_solver!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussNewton(_Common):
+    """Undamped Gauss-Newton: every step ``δ = -H⁻¹ g`` is taken (times ``step_size``).
+
+    A singular ``H`` (e.g. an unfixed gauge) raises ``SingularSystemError`` with the sparse
+    solvers; the dense solver falls back to LU, then to the least-squares (minimum-norm) step.
+    """
+
+    step_size: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LevenbergMarquardt(_Common):
+    """Levenberg-Marquardt with a trust-region damping update (Nielsen 1999, as in Ceres).
+
+    Steps solve ``(H + λD) δ = -g``; a step is accepted when the actual cost decrease is at
+    least ``min_step_quality`` times the decrease the linear model predicted (ratio ρ), and
+    then ``λ ← λ · max(1/3, 1 - (2ρ - 1)³)``; a rejected step multiplies λ by ν and doubles ν.
+    """
+
+    initial_damping: float = 1e-4
+    damping: Literal["marquardt", "levenberg"] = "marquardt"
+    """``"marquardt"``: ``D`` = the largest ``diag(H)`` seen so far in the solve, clamped to
+    ``[min_diagonal, max_diagonal]`` (ellipsoidal and scale invariant; the running maximum, as in
+    MINPACK, keeps a direction whose curvature collapses from taking huge steps: without it LM
+    crawls on Brown-Dennis); ``"levenberg"``: ``D = I``."""
+    min_diagonal: float = 1e-6
+    max_diagonal: float = 1e32
+    min_step_quality: float = 1e-3
+    max_damping: float = 1e16
+    """A problem whose λ grows past this stops ("no decrease possible")."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.initial_damping > 0:
+            raise ValueError(f"initial_damping must be > 0, got {self.initial_damping}")
+        if self.damping not in ("marquardt", "levenberg"):
+            raise ValueError(f"damping must be marquardt or levenberg, got {self.damping!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Unroll:
+    """Backpropagate through every iteration (memory grows with the iterations)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Truncated:
+    """Solve without a graph, then backpropagate through ``iterations`` undamped Gauss-Newton steps
+    taken from the solution (a truncated Neumann series of the implicit gradient)."""
+
+    iterations: int = 3
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"Truncated needs iterations >= 1, got {self.iterations}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Implicit:
+    """Implicit function theorem at the solution x*: ``dx*/dθ = -H⁻¹ ∂g/∂θ``; memory independent of iterations.
+
+    ``hessian="exact"`` uses the true Hessian of the cost in the tangent chart (Hessian-vector
+    products by double backward, solved by conjugate gradients preconditioned with the
+    Gauss-Newton factorization): exact gradients at a minimum, matching unrolling at convergence.
+    ``hessian="gauss_newton"`` uses ``JᵀJ`` only: one solve, exact when the residuals vanish.
+    """
+
+    hessian: Literal["exact", "gauss_newton"] = "exact"
+    max_iterations: int = 50
+    tolerance: float = 1e-12
+
+    def __post_init__(self) -> None:
+        if self.hessian not in ("exact", "gauss_newton"):
+            raise ValueError(f"Implicit hessian must be exact or gauss_newton, got {self.hessian!r}")
+
+
+BackwardMode = Union[Unroll, Truncated, Implicit]

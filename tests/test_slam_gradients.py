@@ -1,0 +1,211 @@
+"""Differentiating through the solver: every backward mode against central differences of the whole
+solve (float64), implicit = unroll at convergence, and memory that does not grow with iterations."""
+
+import pytest
+import torch
+
+import slam
+from liegeo import SE2, Euclidean
+from slam.costs import Between
+
+TIGHT = slam.LevenbergMarquardt(max_iterations=200, function_tolerance=0.0, parameter_tolerance=1e-15,
+                                gradient_tolerance=1e-13)
+FD_STEP = 1e-3  # with Richardson extrapolation: truncation O(h⁴); smaller steps drown in the solve's own noise
+
+
+def graph(generator, noise=0.1):
+    truth = SE2.exp(torch.randn(6, 3, generator=generator, dtype=torch.float64))
+    i = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+    j = torch.tensor([1, 2, 3, 4, 5, 3, 4, 5])
+    z = truth[i].between(truth[j]).retract(noise * torch.randn(len(i), 3, generator=generator, dtype=torch.float64))
+    init = truth.retract(0.2 * torch.randn(6, 3, generator=generator, dtype=torch.float64))
+    return init, i, j, z.log()
+
+
+def solve_graph(init, i, j, z_log, backward, *, sqrt_weight=None, cauchy=None, optimizer=TIGHT, init_tangent=None):
+    start = init if init_tangent is None else init.retract(init_tangent)
+    poses = slam.Variable(start, fixed=[0])
+    weight = slam.DiagonalWeight(sqrt_weight) if sqrt_weight is not None else None
+    loss = slam.Cauchy(cauchy) if cauchy is not None else None
+    cost = Between(poses[i], poses[j], measurement=SE2.exp(z_log), weight=weight, loss=loss)
+    return slam.solve(slam.Problem([cost]), optimizer, backward)[poses]
+
+
+def central_differences(fn, x):
+    """Richardson-extrapolated central differences of the whole solve, entry by entry."""
+
+    def difference(k, h):
+        step = torch.zeros_like(x).view(-1)
+        step[k] = h
+        with torch.no_grad():
+            return (fn(x + step.view_as(x)) - fn(x - step.view_as(x))) / (2 * h)
+
+    grad = torch.zeros_like(x)
+    for k in range(x.numel()):
+        grad.view(-1)[k] = (4 * difference(k, FD_STEP / 2) - difference(k, FD_STEP)) / 3
+    return grad
+
+
+def relative_error(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+MODES = [slam.Implicit(), slam.Unroll(), slam.Truncated(50)]
+
+
+@pytest.mark.parametrize("backward", MODES, ids=lambda m: repr(m))
+def test_gradient_wrt_measurements(backward, generator):
+    init, i, j, z = graph(generator)
+    target = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+
+    def loss(z_log):
+        return (solve_graph(init, i, j, z_log, backward).log() * target).sum()
+
+    z_param = z.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(z_param), z_param)
+    assert relative_error(grad, central_differences(loss, z)) < 1e-4
+
+
+@pytest.mark.parametrize("backward", MODES, ids=lambda m: repr(m))
+def test_gradient_wrt_weights_and_robust_scale(backward, generator):
+    init, i, j, z = graph(generator, noise=0.3)
+    target = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    weights = 1.0 + torch.rand(len(i), 3, generator=generator, dtype=torch.float64)
+    scale = torch.tensor(0.4, dtype=torch.float64)
+
+    # Cauchy, not Huber: a block sitting at Huber's kink has no second derivative, and the
+    # solution none with respect to the scale.
+    def loss(w, k):
+        return (solve_graph(init, i, j, z, backward, sqrt_weight=w, cauchy=k).log() * target).sum()
+
+    w_param, k_param = weights.clone().requires_grad_(True), scale.clone().requires_grad_(True)
+    grad_w, grad_k = torch.autograd.grad(loss(w_param, k_param), [w_param, k_param])
+    assert relative_error(grad_w, central_differences(lambda w: loss(w, scale), weights)) < 1e-4
+    assert relative_error(grad_k, central_differences(lambda k: loss(weights, k), scale)) < 1e-4
+
+
+@pytest.mark.parametrize("linear_solver", ["cholmod", "cg"])
+def test_unrolled_gradient_through_sparse_solvers(linear_solver, generator):
+    init, i, j, z = graph(generator)
+    target = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    optimizer = slam.LevenbergMarquardt(linear_solver=linear_solver, max_iterations=200, function_tolerance=1e-16,
+                                        parameter_tolerance=1e-16, gradient_tolerance=1e-13)
+
+    def loss(z_log):
+        return (solve_graph(init, i, j, z_log, slam.Unroll(), optimizer=optimizer).log() * target).sum()
+
+    z_param = z.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(z_param), z_param)
+    assert relative_error(grad, central_differences(loss, z)) < 1e-4
+
+
+def test_implicit_equals_unroll_at_convergence(generator):
+    init, i, j, z = graph(generator, noise=0.3)
+    target = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    grads = []
+    for backward in (slam.Implicit(), slam.Unroll()):
+        z_param = z.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad((solve_graph(init, i, j, z_param, backward).log() * target).sum(), z_param)
+        grads.append(grad)
+    assert relative_error(grads[0], grads[1]) < 1e-7
+
+
+def test_gauss_newton_implicit_is_exact_for_zero_residual_problems(generator):
+    init, i, j, z = graph(generator, noise=0.0)  # consistent measurements: r = 0 at the optimum
+    target = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    grads = []
+    for backward in (slam.Implicit(hessian="gauss_newton"), slam.Implicit()):
+        z_param = z.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad((solve_graph(init, i, j, z_param, backward).log() * target).sum(), z_param)
+        grads.append(grad)
+    assert relative_error(grads[0], grads[1]) < 1e-8
+    # with noise it is only an approximation: the exact mode is not the Gauss-Newton one
+    init, i, j, z = graph(generator, noise=0.3)
+    grads = []
+    for backward in (slam.Implicit(hessian="gauss_newton"), slam.Implicit()):
+        z_param = z.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad((solve_graph(init, i, j, z_param, backward).log() * target).sum(), z_param)
+        grads.append(grad)
+    assert relative_error(grads[0], grads[1]) > 1e-4
+
+
+def test_gradient_wrt_initial_values(generator):
+    """At a unique minimum the free solution does not depend on where the solve started; a fixed
+    element is its own input, and the free ones depend on it."""
+    init, i, j, z = graph(generator)
+    target = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    grads = []
+    for backward in (slam.Implicit(), slam.Unroll(), slam.Truncated(25)):
+        start = torch.zeros(6, 3, dtype=torch.float64, requires_grad=True)
+        (grad,) = torch.autograd.grad((solve_graph(init, i, j, z, backward, init_tangent=start).log() * target).sum(),
+                                      start)
+        assert grad[1:].abs().max() < 1e-6
+        grads.append(grad[0])
+    # pose 0 is fixed: moving it moves the whole solution rigidly, which the loss sees
+    assert grads[0].abs().max() > 1e-3
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(grads[2], grads[0], atol=1e-6, rtol=1e-6)
+
+
+def _graph_size(tensor):
+    seen, stack = set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(n for n, _ in node.next_functions)
+    return len(seen)
+
+
+def test_implicit_graph_does_not_grow_with_iterations(generator):
+    """The implicit backward graph is one cost evaluation, however many iterations the solve took;
+    the unrolled graph grows with them."""
+    init, i, j, z = graph(generator)
+    sizes = {}
+    for name, backward in (("implicit", slam.Implicit()), ("unroll", slam.Unroll())):
+        for iterations in (2, 8):
+            z_param = z.clone().requires_grad_(True)
+            optimizer = slam.GaussNewton(max_iterations=iterations, function_tolerance=0, parameter_tolerance=0,
+                                         gradient_tolerance=0)
+            sizes[name, iterations] = _graph_size(solve_graph(init, i, j, z_param, backward, optimizer=optimizer).data)
+    assert sizes["implicit", 2] == sizes["implicit", 8]
+    assert sizes["unroll", 8] > sizes["unroll", 2] + 100
+
+
+def test_batched_gradients_equal_separate(generator):
+    init, i, j, z = graph(generator)
+    batch = 3
+    zs = z + 0.05 * torch.randn(batch, *z.shape, generator=generator, dtype=torch.float64)
+    target = torch.randn(batch, 6, 3, generator=generator, dtype=torch.float64)
+    z_param = zs.clone().requires_grad_(True)
+    poses = slam.Variable(init.unsqueeze(0).expand(batch, 6), fixed=[0])
+    solution = slam.solve(slam.Problem([Between(poses[i], poses[j], measurement=SE2.exp(z_param))]), TIGHT)[poses]
+    (grad,) = torch.autograd.grad((solution.log() * target).sum(), z_param)
+    for b in range(batch):
+        single = zs[b].clone().requires_grad_(True)
+        (expected,) = torch.autograd.grad((solve_graph(init, i, j, single, slam.Implicit()).log() * target[b]).sum(), single)
+        torch.testing.assert_close(grad[b], expected, atol=1e-10, rtol=1e-8)
+
+
+def test_solver_layer_trains(generator):
+    """One optimizer step on a parameter upstream of the layer lowers a loss on the solution."""
+    init, i, j, z = graph(generator, noise=0.0)
+    truth = solve_graph(init, i, j, z, None)
+    bias = torch.nn.Parameter(0.3 * torch.ones(3, dtype=torch.float64))
+    layer = slam.SolverLayer(TIGHT, slam.Implicit())
+    sgd = torch.optim.SGD([bias], lr=0.1)
+
+    def loss():
+        poses = slam.Variable(init, fixed=[0])
+        solution = layer(slam.Problem([Between(poses[i], poses[j], measurement=SE2.exp(z + bias))]))[poses]
+        return truth.local(solution).square().sum()
+
+    before = loss()
+    sgd.zero_grad()
+    before.backward()
+    assert bias.grad is not None and bias.grad.abs().sum() > 0
+    for group in sgd.param_groups:  # a small step along the gradient must go downhill
+        group["lr"] = 1e-2 / float(bias.grad.norm())
+    sgd.step()
+    assert loss() < before
