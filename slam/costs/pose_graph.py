@@ -23,7 +23,8 @@ def _between_jacobians(x_i: LieGroup, x_j: LieGroup, *, measurement: LieGroup) -
     # With D = X_i⁻¹ X_j and r = Log(Z⁻¹ D): perturbing X_j moves D by D·Exp(δ), perturbing X_i
     # by Exp(-δ)·D = D·Exp(-Ad(D⁻¹) δ); ∂r/∂(D's perturbation) = J_r⁻¹(r).
     d = x_i.between(x_j)
-    r, (_, j_d) = measurement.local(d, jacobians=True)
+    r = measurement.local(d)
+    j_d = type(d).jr_inv(r)  # local's other Jacobian (J_l⁻¹) is not needed: it would cost as much again
     return r, [-(j_d @ d.inverse().adjoint()), j_d]
 
 
@@ -32,8 +33,8 @@ def _prior(x: LieGroup, *, measurement: LieGroup) -> Tensor:
 
 
 def _prior_jacobians(x: LieGroup, *, measurement: LieGroup) -> tuple[Tensor, list[Tensor]]:
-    r, (_, j_x) = measurement.local(x, jacobians=True)
-    return r, [j_x]
+    r = measurement.local(x)
+    return r, [type(x).jr_inv(r)]
 
 
 Between = residual(_between, jacobians=_between_jacobians)

@@ -1,0 +1,8 @@
+"""Linear solvers for the normal equations, behind one interface (see ``base``)."""
+
+from .base import Factorization, LinearSolver
+from .cg import ConjugateGradient
+from .dense import DenseCholesky
+from .sparse import SparseCholesky
+
+__all__ = ["ConjugateGradient", "DenseCholesky", "Factorization", "LinearSolver", "SparseCholesky"]

@@ -29,8 +29,8 @@ class _Common:
     """Converged when the cost is at most this."""
     linear_solver: SolverChoice = "auto"
     """``"dense"`` (batched Cholesky), ``"cholmod"`` (sparse, CPU), ``"cg"`` (PCG, any device), a
-    ``LinearSolver`` instance, or ``"auto"``: dense up to 1,000 free dimensions, else CHOLMOD on the
-    CPU (PCG where CHOLMOD is missing, and on GPUs)."""
+    ``LinearSolver`` instance, or ``"auto"``: on the CPU with CHOLMOD, dense up to 100 free dimensions
+    and CHOLMOD above; elsewhere dense up to 1,000 and PCG above."""
     progress: bool = False
     """Show a progress bar (tqdm) besides the per-iteration log lines."""
 
