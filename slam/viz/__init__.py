@@ -1,0 +1,19 @@
+"""Plots and 3D views of pose graphs (the optional ``viz`` extra: matplotlib, Open3D).
+
+Importing this package is cheap: matplotlib and Open3D are imported inside the
+functions that need them, and a missing Open3D raises an ``ImportError`` naming the
+``viz`` extra.
+
+* :mod:`slam.viz.plot`: ``plot_trajectories`` (top view, or a 3D axis with equal
+  scaling for non-planar SE3) and ``plot_errors`` (per-pose ATE), saved as PNG.
+* :mod:`slam.viz.open3d_view`: ``graph_geometry`` (one LineSet of edges, one merged
+  mesh of pose frames), ``save_ply``, ``render_png`` (headless) and ``show``.
+"""
+
+from .open3d_view import LOOP_CLOSURE_COLOR, ODOMETRY_COLOR, RenderError, graph_geometry, render_png, save_ply, show
+from .plot import TRAJECTORY_COLORS, plot_errors, plot_trajectories, pose_arrays
+
+__all__ = [
+    "plot_trajectories", "plot_errors", "pose_arrays", "TRAJECTORY_COLORS",
+    "graph_geometry", "save_ply", "render_png", "show", "RenderError", "ODOMETRY_COLOR", "LOOP_CLOSURE_COLOR",
+]
