@@ -74,6 +74,8 @@ class LevenbergMarquardt(_Common):
     min_diagonal: float = 1e-6
     max_diagonal: float = 1e32
     min_step_quality: float = 1e-3
+    min_damping_decrease: float = 1.0 / 3.0
+    """The most an accepted step may divide λ by (Nielsen's update caps the factor at 1/3)."""
     max_damping: float = 1e16
     """A problem whose λ grows past this stops ("no decrease possible")."""
 

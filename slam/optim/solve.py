@@ -214,7 +214,7 @@ def _iterate(
                 rounding = 16.0 * torch.finfo(dtype).eps * cost.abs()
                 noise_level = (predicted.abs() <= rounding) & (decrease >= -rounding)
                 accept = active & ok & torch.isfinite(new_cost) & ((quality > cfg.min_step_quality) | noise_level)
-                shrink = torch.clamp(1.0 - (2.0 * quality - 1.0) ** 3, min=1.0 / 3.0)
+                shrink = torch.clamp(1.0 - (2.0 * quality - 1.0) ** 3, min=cfg.min_damping_decrease)
                 shrink = torch.where(noise_level, torch.ones_like(shrink), shrink)
                 lam_used = lam
                 lam = torch.where(accept, lam * torch.nan_to_num(shrink, nan=1.0), torch.where(active, lam * nu, lam))
