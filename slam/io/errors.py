@@ -1,0 +1,11 @@
+"""The one error for malformed input files: it names the file, the line and the reason."""
+
+from __future__ import annotations
+
+
+class FormatError(ValueError):
+    """A malformed or inconsistent input file; ``line`` is 1-based (0: the file as a whole)."""
+
+    def __init__(self, path: str, line: int, reason: str):
+        self.path, self.line, self.reason = str(path), int(line), reason
+        super().__init__(f"{self.path}:{self.line}: {reason}" if line else f"{self.path}: {reason}")

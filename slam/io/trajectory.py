@@ -1,0 +1,230 @@
+"""Pose trajectories in TUM and KITTI text files: ``read_tum``, ``write_tum``, ``read_kitti``, ``write_kitti``.
+
+=========  ======================================================================
+TUM        ``timestamp tx ty tz qx qy qz qw`` per line: columns 1..7 are the SE3
+           storage vector of ``liegeo.conventions``.
+KITTI      12 numbers per line: the row-major top 3 x 4 block ``[R | t]`` of
+           ``SE3.matrix()``; no timestamps.
+=========  ======================================================================
+
+In both formats ``#`` starts a comment running to the end of the line, blank lines
+are skipped, and fields are separated by whitespace or commas (as in TUM's own
+``associate.py``).  Values are read as float64.
+
+Tolerances: a TUM quaternion must have a norm within ``UNIT_TOLERANCE`` (1e-3) of 1
+and is then normalized (TUM files print 4 to 6 digits, so |q| is off by up to
+~1e-4); a KITTI rotation block must satisfy ``max |R Rᵀ - I| <= UNIT_TOLERANCE`` and
+``det R > 0`` and is then projected onto the nearest rotation (SVD).  Quaternions
+already unit to a few ulp are kept bit for bit, so ``write_tum`` then ``read_tum``
+gives back exactly the same numbers (numbers are printed with ``repr``, the
+shortest string that reads back to the same float64).
+
+Every malformed line raises ``FormatError`` naming the file, the 1-based line and
+the reason: wrong field count, a field that is not a number or not finite, a
+quaternion or rotation far from unit / orthonormal, a timestamp not greater than
+the previous one.  Input files are only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from liegeo import SE3, SO3
+
+from .errors import FormatError
+
+__all__ = ["Trajectory", "read_tum", "write_tum", "read_kitti", "write_kitti", "read_trajectory", "detect_format"]
+
+UNIT_TOLERANCE = 1e-3
+"""How far a quaternion norm (TUM) or ``R Rᵀ`` (KITTI) may be from unit before it is an error."""
+
+_TUM_FIELDS = ("timestamp", "tx", "ty", "tz", "qx", "qy", "qz", "qw")
+_KITTI_FIELDS = ("r11", "r12", "r13", "tx", "r21", "r22", "r23", "ty", "r31", "r32", "r33", "tz")
+_KEEP_ULPS = 8 * float(np.finfo(np.float64).eps)
+"""Quaternions whose norm is this close to 1 are stored unchanged (exact round trips)."""
+
+Format = Literal["tum", "kitti"]
+PathLike = str | os.PathLike[str]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trajectory:
+    """A sequence of N poses, with optional timestamps.
+
+    Attributes:
+        timestamps: ``(N,)`` float64 seconds, strictly increasing when read from a file;
+            ``None`` for KITTI files.
+        poses: ``SE3`` of batch shape ``(N,)``: the pose of the body in the world frame.
+    """
+
+    timestamps: Tensor | None
+    poses: SE3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.poses, SE3) or self.poses.ndim != 1:
+            raise ValueError(f"Trajectory.poses must be an SE3 batch of shape (N,), got {self.poses!r:.80}")
+        if self.timestamps is not None and tuple(self.timestamps.shape) != (len(self.poses),):
+            raise ValueError(f"Trajectory.timestamps must have shape ({len(self.poses)},), "
+                             f"got {tuple(self.timestamps.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.poses)
+
+    def __getitem__(self, index: Any) -> Trajectory:
+        """The sub-trajectory at ``index`` (a slice or an index tensor over the N poses)."""
+        stamps = None if self.timestamps is None else self.timestamps[index]
+        return Trajectory(stamps, self.poses[index])
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def read_tum(path: PathLike) -> Trajectory:
+    """Read a TUM file ``timestamp tx ty tz qx qy qz qw`` (float64; timestamps strictly increasing)."""
+    path = str(path)
+    values, lines = _read_table(path, _TUM_FIELDS, other=("KITTI", len(_KITTI_FIELDS)))
+    stamps, q = values[:, 0], values[:, 4:]
+    step = np.diff(stamps)
+    if (bad := np.flatnonzero(~(step > 0))).size:
+        k = bad[0] + 1
+        raise FormatError(path, lines[k], f"timestamp {float(stamps[k])!r} is not greater than the previous one "
+                                          f"({float(stamps[k - 1])!r} on line {lines[k - 1]})")
+    norm = np.linalg.norm(q, axis=1)
+    if (bad := np.flatnonzero(np.abs(norm - 1.0) > UNIT_TOLERANCE)).size:
+        k = bad[0]
+        raise FormatError(path, lines[k], f"quaternion (qx, qy, qz, qw) has norm {norm[k]:.6g}, "
+                                          f"not within {UNIT_TOLERANCE:g} of 1")
+    rescale = np.abs(norm - 1.0) > _KEEP_ULPS
+    values[rescale, 4:] /= norm[rescale, None]
+    data = torch.from_numpy(values)
+    return Trajectory(data[:, 0].clone(), SE3(data[:, 1:].clone()))
+
+
+def read_kitti(path: PathLike) -> Trajectory:
+    """Read a KITTI file (12 numbers per line, row-major ``[R | t]``); float64, no timestamps."""
+    path = str(path)
+    values, lines = _read_table(path, _KITTI_FIELDS, other=("TUM", len(_TUM_FIELDS)))
+    m = values.reshape(-1, 3, 4)
+    r = m[:, :, :3]
+    off = np.abs(r @ r.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
+    if (bad := np.flatnonzero(off > UNIT_TOLERANCE)).size:
+        k = bad[0]
+        raise FormatError(path, lines[k], f"rotation block is not orthonormal: max |R Rᵀ - I| = {off[k]:.3g} "
+                                          f"> {UNIT_TOLERANCE:g}")
+    det = np.linalg.det(r)
+    if (bad := np.flatnonzero(det <= 0)).size:
+        k = bad[0]
+        raise FormatError(path, lines[k], f"rotation block has determinant {det[k]:.6g}: a reflection, not a rotation")
+    rotation = SO3.from_matrix(torch.from_numpy(r), project=True)
+    return Trajectory(None, SE3.from_rotation_translation(rotation, torch.from_numpy(m[:, :, 3].copy())))
+
+
+def detect_format(path: PathLike) -> Format:
+    """``"tum"`` if the first data line has 8 fields, ``"kitti"`` if it has 12."""
+    path = str(path)
+    with open(path, encoding="utf-8") as f:
+        for number, text in enumerate(f, start=1):
+            tokens = _tokens(text)
+            if not tokens:
+                continue
+            if len(tokens) == len(_TUM_FIELDS):
+                return "tum"
+            if len(tokens) == len(_KITTI_FIELDS):
+                return "kitti"
+            raise FormatError(path, number, f"{len(tokens)} fields: neither TUM (8: {' '.join(_TUM_FIELDS)}) "
+                                            f"nor KITTI (12: row-major 3 x 4 pose)")
+    raise FormatError(path, 0, "no poses: the file is empty or only comments")
+
+
+def read_trajectory(path: PathLike, format: Literal["auto", "tum", "kitti"] = "auto") -> Trajectory:
+    """Read a TUM or KITTI file; ``"auto"`` decides by ``detect_format``."""
+    kind = detect_format(path) if format == "auto" else format
+    if kind == "tum":
+        return read_tum(path)
+    if kind == "kitti":
+        return read_kitti(path)
+    raise ValueError(f"unknown trajectory format {format!r} (auto, tum, kitti)")
+
+
+def _tokens(text: str) -> list[str]:
+    return text.split("#", 1)[0].replace(",", " ").split()
+
+
+def _read_table(path: str, fields: tuple[str, ...], other: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The data lines of ``path`` as ``(M, len(fields))`` float64 values and their 1-based line numbers ``(M,)``."""
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    with open(path, encoding="utf-8") as f:
+        for number, text in enumerate(f, start=1):
+            tokens = _tokens(text)
+            if not tokens:
+                continue
+            if len(tokens) != len(fields):
+                hint = f" (a {other[0]} line?)" if len(tokens) == other[1] else ""
+                raise FormatError(path, number, f"expected {len(fields)} fields ({' '.join(fields)}), "
+                                                f"got {len(tokens)}{hint}")
+            rows.append(tokens)
+            lines.append(number)
+    if not rows:
+        raise FormatError(path, 0, "no poses: the file is empty or only comments")
+    try:
+        values = np.array(rows, dtype=np.float64)
+    except ValueError:
+        values = None  # one bad token somewhere: find it for the message below
+    if values is None or not np.isfinite(values).all():
+        _raise_first_bad_field(path, rows, lines, fields)
+    return values, np.asarray(lines)
+
+
+def _raise_first_bad_field(path: str, rows: list[list[str]], lines: list[int], fields: tuple[str, ...]) -> None:
+    for tokens, number in zip(rows, lines):
+        for token, name in zip(tokens, fields):
+            try:
+                value = float(token)
+            except ValueError:
+                raise FormatError(path, number, f"field {name} is not a number: {token!r}") from None
+            if not np.isfinite(value):
+                raise FormatError(path, number, f"field {name} is not finite: {token!r}")
+    raise AssertionError("unreachable: numpy rejected a table whose every field parses")  # pragma: no cover
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+def write_tum(path: PathLike, trajectory: Trajectory) -> Path:
+    """Write ``timestamp tx ty tz qx qy qz qw`` lines (exact: ``read_tum`` gives back the same numbers).
+
+    Raises ``ValueError`` if the trajectory has no timestamps or holds non-finite values.
+    """
+    if trajectory.timestamps is None:
+        raise ValueError("TUM files need timestamps; this trajectory has none (write_kitti needs none)")
+    stamps = trajectory.timestamps.detach().cpu().double()
+    values = torch.cat([stamps[:, None], trajectory.poses.data.detach().cpu().double()], dim=1).numpy()
+    return _write_table(path, values, "# timestamp tx ty tz qx qy qz qw\n")
+
+
+def write_kitti(path: PathLike, trajectory: Trajectory) -> Path:
+    """Write the row-major top 3 x 4 of each pose matrix, 12 numbers per line; timestamps are dropped.
+
+    ``read_kitti`` gives back the same poses up to rounding (~1e-16): the matrix is
+    converted back to a quaternion, whose sign may flip.
+    """
+    m = trajectory.poses.matrix().detach().cpu().double()[:, :3, :].reshape(-1, 12).numpy()
+    return _write_table(path, m, "")
+
+
+def _write_table(path: PathLike, values: np.ndarray, header: str) -> Path:
+    path = Path(path)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{path}: refusing to write non-finite values (the file could not be read back)")
+    # repr is the shortest string that reads back to the same float64.
+    body = "".join(" ".join(map(repr, row)) + "\n" for row in values.tolist())
+    path.write_text(header + body, encoding="utf-8")
+    return path

@@ -1,0 +1,379 @@
+"""Trajectory accuracy: timestamp association, Umeyama alignment, ATE and RPE, as evo computes them.
+
+* ``ate``: absolute trajectory error, evo's APE "translation part": after aligning
+  the estimate to the reference (``align``), the error of pose k is
+  ``‖p_est_aligned(k) - p_ref(k)‖`` (metres).
+* ``rpe``: relative pose error, evo's RPE with its defaults: for each pose pair
+  (i, j) the error pose is ``E = (Q_i⁻¹ Q_j)⁻¹ (P_i⁻¹ P_j)`` (Q reference, P
+  estimate); translation error ``‖t(E)‖`` (metres), rotation error the angle of
+  ``R(E)`` in radians (``|Log R(E)|`` in ``[0, π]``).
+* ``evaluate``: both, from two files, and ``format_report`` for a table.
+
+Everything is computed in float64.  Statistics are those of evo: ``rmse`` =
+``sqrt(mean(e²))``, ``std`` is the population standard deviation, ``median``
+averages the two middle values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from liegeo import SE3, SO3
+
+from .io.trajectory import detect_format, read_trajectory
+
+__all__ = [
+    "associate", "umeyama", "alignment", "align", "summarize", "ate", "rpe_pairs", "rpe",
+    "evaluate", "format_report",
+]
+
+logger = logging.getLogger(__name__)
+
+AlignMode = Literal["se3", "sim3", "se2", "none"]
+DeltaUnit = Literal["frames", "meters"]
+STATISTICS = ("rmse", "mean", "median", "std", "min", "max")
+
+
+# ------------------------------------------------------------------------------ association
+
+
+def associate(t_est: Tensor, t_ref: Tensor, max_difference: float = 0.01) -> tuple[Tensor, Tensor]:
+    """Pair timestamps one-to-one, each with its nearest counterpart within ``max_difference``.
+
+    As evo's ``associate_trajectories``, every stamp of the shorter sequence takes the
+    nearest stamp of the longer one (ties: the earlier); pairs further apart than
+    ``max_difference`` are dropped.  Unlike evo, the pairing is then made one-to-one:
+    where several stamps took the same partner, only the nearest (then the earliest)
+    keeps it.  Neither input needs to be sorted.
+
+    Args:
+        t_est: ``(N,)`` estimate timestamps.
+        t_ref: ``(M,)`` reference timestamps.
+        max_difference: largest accepted ``|t_est - t_ref|`` (seconds).
+
+    Returns:
+        ``(idx_est, idx_ref)``: ``(K,)`` int64 indices, ``t_est[idx_est] ≈ t_ref[idx_ref]``,
+        sorted by ``t_est``.
+    """
+    t_est, t_ref = t_est.detach().double().flatten(), t_ref.detach().double().flatten()
+    swap = len(t_est) > len(t_ref)
+    short, long = (t_ref, t_est) if swap else (t_est, t_ref)
+    if len(short) == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=t_est.device)
+        return empty, empty.clone()
+    order = torch.argsort(long, stable=True)
+    sorted_long = long[order]
+    # The nearest stamp is one of the two neighbours of the insertion point.
+    right = torch.searchsorted(sorted_long, short).clamp(max=len(long) - 1)
+    left = (right - 1).clamp(min=0)
+    d_left, d_right = (short - sorted_long[left]).abs(), (sorted_long[right] - short).abs()
+    take_left = d_left <= d_right
+    partner = torch.where(take_left, left, right)
+    gap = torch.where(take_left, d_left, d_right)
+    mine = torch.nonzero(gap <= max_difference).squeeze(1)
+    partner, gap = partner[mine], gap[mine]
+    # One-to-one: within each partner, keep the smallest gap (stable sorts keep the earliest).
+    by_gap = torch.argsort(gap, stable=True)
+    by_partner = by_gap[torch.argsort(partner[by_gap], stable=True)]
+    sorted_partner = partner[by_partner]
+    first = torch.ones_like(sorted_partner, dtype=torch.bool)
+    first[1:] = sorted_partner[1:] != sorted_partner[:-1]
+    kept = by_partner[first]
+    idx_short, idx_long = mine[kept], order[partner[kept]]
+    idx_est, idx_ref = (idx_long, idx_short) if swap else (idx_short, idx_long)
+    by_time = torch.argsort(t_est[idx_est], stable=True)
+    logger.debug("associated %d of %d estimate / %d reference stamps (max difference %g s)",
+                 len(by_time), len(t_est), len(t_ref), max_difference)
+    return idx_est[by_time], idx_ref[by_time]
+
+
+# ------------------------------------------------------------------------------ alignment
+
+
+def umeyama(source: Tensor, target: Tensor, *, with_scale: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """The similarity ``(R, t, s)`` minimizing ``Σ ‖target_k - (s R source_k + t)‖²`` (Umeyama 1991).
+
+    ``R`` is a proper rotation (det +1) even where the SVD alone would give a
+    reflection (coplanar points, noise): Umeyama's sign fix ``S = diag(1, .., det(U Vᵀ))``.
+
+    Args:
+        source: ``(N, d)`` points, d = 2 or 3.
+        target: ``(N, d)`` corresponding points.
+        with_scale: fit ``s`` too (Sim(d)); otherwise ``s = 1`` (SE(d)).
+
+    Returns:
+        ``R: (d, d)``, ``t: (d,)``, ``s: ()``, all float64.
+
+    Raises:
+        ValueError: shapes differ, d is not 2 or 3, or the points are degenerate
+            (cross-covariance of rank < d - 1: the rotation is not unique).
+    """
+    if source.ndim != 2 or source.shape != target.shape or source.shape[1] not in (2, 3) or len(source) == 0:
+        raise ValueError(f"umeyama needs two (N, 2) or (N, 3) point sets of the same shape, "
+                         f"got {tuple(source.shape)} and {tuple(target.shape)}")
+    x, y = source.double(), target.double()
+    n, d = x.shape
+    mean_x, mean_y = x.mean(0), y.mean(0)
+    xc, yc = x - mean_x, y - mean_y
+    u, sigma, vh = torch.linalg.svd(yc.T @ xc / n)
+    rank = int((sigma > sigma[0] * 1e-12).sum()) if sigma[0] > 0 else 0
+    if rank < d - 1:
+        raise ValueError(f"umeyama: degenerate point sets (cross-covariance rank {rank} < {d - 1}); "
+                         "the alignment is not unique")
+    sign = torch.where(torch.linalg.det(u) * torch.linalg.det(vh) < 0, -1.0, 1.0).to(x)
+    s_diag = torch.cat([torch.ones(d - 1, dtype=x.dtype, device=x.device), sign.reshape(1)])
+    r = (u * s_diag) @ vh
+    scale = (sigma * s_diag).sum() / xc.square().sum().div(n) if with_scale else x.new_ones(())
+    t = mean_y - scale * (r @ mean_x)
+    return r, t, scale
+
+
+def alignment(est: SE3, ref: SE3, mode: AlignMode = "se3") -> tuple[Tensor, Tensor, Tensor]:
+    """The transform ``p ↦ s R p + t`` that best maps the estimate's positions onto the reference's.
+
+    ``mode``: ``"se3"`` (rotation + translation), ``"sim3"`` (and scale), ``"se2"``
+    (rotation about z and translation in x-y only, for planar trajectories; z is left
+    as is), ``"none"`` (identity).  Positions are paired by index.
+
+    Returns:
+        ``R: (3, 3)``, ``t: (3,)``, ``s: ()``, float64.
+    """
+    p, q = _positions(est), _positions(ref)
+    if p.shape != q.shape:
+        raise ValueError(f"alignment pairs poses by index: {len(p)} estimate vs {len(q)} reference poses")
+    if mode in ("se3", "sim3"):
+        return umeyama(p, q, with_scale=mode == "sim3")
+    if mode == "se2":
+        r2, t2, s = umeyama(p[:, :2], q[:, :2])
+        r = torch.eye(3, dtype=torch.float64, device=p.device)
+        r[:2, :2] = r2
+        return r, torch.cat([t2, t2.new_zeros(1)]), s
+    if mode == "none":
+        return torch.eye(3, dtype=p.dtype, device=p.device), p.new_zeros(3), p.new_ones(())
+    raise ValueError(f"unknown alignment {mode!r} (se3, sim3, se2, none)")
+
+
+def align(est: SE3, ref: SE3, mode: AlignMode = "se3") -> SE3:
+    """The estimate ``(N,)`` moved onto ``ref (N,)``: positions ``s R p + t``, orientations ``R R_est`` (float64)."""
+    r, t, s = alignment(est, ref, mode)
+    positions = s * _positions(est) @ r.T + t
+    return SE3.from_rotation_translation(SO3.from_matrix(r).compose(est.rotation().to(torch.float64)), positions)
+
+
+_align_poses = align  # for functions whose ``align`` argument hides this one
+
+
+def _positions(poses: SE3) -> Tensor:
+    return poses.translation().detach().double()
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def summarize(errors: Tensor) -> dict[str, float]:
+    """evo's statistics of ``errors: (K,)``: rmse, mean, median, std (population), min, max."""
+    if errors.numel() == 0:
+        raise ValueError("no errors to summarize")
+    e = errors.detach().double()
+    return {
+        "rmse": math.sqrt(float(e.square().mean())),
+        "mean": float(e.mean()),
+        "median": _median(e),
+        "std": float(e.std(correction=0)),
+        "min": float(e.min()),
+        "max": float(e.max()),
+    }
+
+
+def _median(e: Tensor) -> float:
+    """The mean of the two middle values for an even count, as ``np.median`` (``torch.median`` takes the lower)."""
+    s, n = e.sort().values, e.numel()
+    return float(s[n // 2]) if n % 2 else float(0.5 * (s[n // 2 - 1] + s[n // 2]))
+
+
+def ate(est: SE3, ref: SE3, *, align: AlignMode = "se3") -> dict[str, Any]:
+    """Absolute trajectory error of translation (evo APE, translation part) of poses paired by index.
+
+    Args:
+        est, ref: ``(N,)`` poses, already associated.
+        align: see ``alignment``.
+
+    Returns:
+        ``rmse, mean, median, std, min, max`` (metres), ``errors: (N,)`` the per-pose
+        distances after alignment, ``scale`` (1 unless ``sim3``) and ``align``.
+    """
+    r, t, s = alignment(est, ref, align)
+    errors = torch.linalg.vector_norm(s * _positions(est) @ r.T + t - _positions(ref), dim=-1)
+    return {**summarize(errors), "errors": errors, "scale": float(s), "align": align}
+
+
+def rpe_pairs(poses: SE3, delta: float = 1, unit: DeltaUnit = "frames", *, all_pairs: bool = False,
+              rel_tol: float = 0.1) -> Tensor:
+    """The index pairs ``(K, 2)`` that evo's RPE compares.
+
+    * ``frames``, consecutive (default): ``(0, δ), (δ, 2δ), (2δ, 3δ), …`` (evo's
+      ``filter_pairs_by_index``); ``all_pairs``: ``(i, i + δ)`` for every i.
+    * ``meters``, consecutive: along the path length ``c`` (``c_0 = 0``), the first
+      index with ``c ≥ δ``, then each next index with ``c_j - c_i ≥ δ`` (evo's
+      ``filter_pairs_by_path``, which starts there too); ``all_pairs``: for each i, the
+      j > i whose ``c_j - c_i`` is nearest δ, kept if within ``rel_tol · δ`` (evo finds
+      such a j by a local binary search instead, so it may pick another in-tolerance j).
+    """
+    n = len(poses)
+    device = poses.device
+    if unit == "frames":
+        step = int(delta)
+        if step != delta or step < 1:
+            raise ValueError(f"RPE delta in frames must be a positive integer, got {delta!r}")
+        if all_pairs:
+            i = torch.arange(max(n - step, 0), device=device)
+            return torch.stack([i, i + step], dim=1)
+        ids = torch.arange(0, n, step, device=device)
+        return torch.stack([ids[:-1], ids[1:]], dim=1)
+    if unit != "meters":
+        raise ValueError(f"unknown RPE delta unit {unit!r} (frames, meters)")
+    if not delta > 0:
+        raise ValueError(f"RPE delta in meters must be positive, got {delta!r}")
+    p = _positions(poses)
+    length = torch.cat([p.new_zeros(1), torch.linalg.vector_norm(p.diff(dim=0), dim=-1).cumsum(0)])
+    nxt = torch.searchsorted(length, length + delta)  # first j with c_j ≥ c_i + δ (n: none)
+    if all_pairs:
+        below = (nxt - 1).clamp(min=0)
+        up = nxt.clamp(max=n - 1)
+        miss_up = (length[up] - length - delta).abs()
+        miss_below = torch.where(below > torch.arange(n, device=device), (length[below] - length - delta).abs(),
+                                 torch.full_like(length, math.inf))
+        j = torch.where(miss_below < miss_up, below, up)
+        ok = (torch.minimum(miss_up, miss_below) <= rel_tol * delta) & (j > torch.arange(n, device=device))
+        i = torch.nonzero(ok).squeeze(1)
+        return torch.stack([i, j[i]], dim=1)
+    return _chain(nxt, int(torch.searchsorted(length, length.new_tensor([delta]))), n)
+
+
+def _chain(nxt: Tensor, start: int, n: int) -> Tensor:
+    """Consecutive pairs along ``start, nxt[start], nxt[nxt[start]], …`` (stop at n): ``(K, 2)``.
+
+    Pointer doubling: after round k the mask holds the first 2^k chain members, so
+    log2(n) vectorized rounds replace a loop over the poses.
+    """
+    jump = torch.cat([nxt, nxt.new_tensor([n])])  # n is the sentinel: it jumps to itself
+    member = torch.zeros(n + 1, dtype=torch.bool, device=nxt.device)
+    if start < n:
+        member[start] = True
+        for _ in range(max(1, math.ceil(math.log2(n + 1)))):
+            member[jump[member]] = True
+            jump = jump[jump]
+    ids = torch.nonzero(member[:n]).squeeze(1)
+    return torch.stack([ids[:-1], ids[1:]], dim=1)
+
+
+def rpe(est: SE3, ref: SE3, *, delta: float = 1, unit: DeltaUnit = "frames", all_pairs: bool = False,
+        pairs_from: Literal["estimate", "reference"] = "estimate", rel_tol: float = 0.1) -> dict[str, Any]:
+    """Relative pose error (evo RPE; its defaults: δ = 1 frame, consecutive pairs, no alignment).
+
+    For each pair (i, j) of ``rpe_pairs`` (chosen on the ``pairs_from`` trajectory, as
+    evo's ``pairs_from_reference``), ``E = (Q_i⁻¹ Q_j)⁻¹ (P_i⁻¹ P_j)`` with Q = ``ref``
+    and P = ``est``.
+
+    Returns:
+        ``translation``: statistics of ``‖t(E)‖`` (metres, evo's "translation part") with
+        ``errors: (K,)``; ``rotation``: the same for the angle of ``R(E)`` in **radians**
+        (evo's "rotation angle"); ``pairs: (K, 2)``; ``delta``, ``unit``.
+    """
+    if len(est) != len(ref):
+        raise ValueError(f"RPE pairs poses by index: {len(est)} estimate vs {len(ref)} reference poses")
+    est, ref = est.detach().to(torch.float64), ref.detach().to(torch.float64)
+    pairs = rpe_pairs(ref if pairs_from == "reference" else est, delta, unit, all_pairs=all_pairs, rel_tol=rel_tol)
+    if len(pairs) == 0:
+        raise ValueError(f"RPE: delta = {delta} {unit} gives no pose pairs among {len(est)} poses")
+    i, j = pairs[:, 0], pairs[:, 1]
+    error = ref[i].between(ref[j]).between(est[i].between(est[j]))
+    t_err = torch.linalg.vector_norm(error.translation(), dim=-1)
+    r_err = torch.linalg.vector_norm(error.rotation().log(), dim=-1)
+    return {
+        "translation": {**summarize(t_err), "errors": t_err},
+        "rotation": {**summarize(r_err), "errors": r_err},
+        "pairs": pairs,
+        "delta": delta,
+        "unit": unit,
+    }
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def evaluate(est_path: str | os.PathLike[str], ref_path: str | os.PathLike[str], *,
+             format: Literal["auto", "tum", "kitti"] = "auto", align: AlignMode = "se3",
+             max_difference: float = 0.01, delta: float = 1, unit: DeltaUnit = "frames") -> dict[str, Any]:
+    """ATE and RPE of the trajectory in ``est_path`` against ``ref_path`` (what ``slam eval`` prints).
+
+    Files are TUM (8 columns) or KITTI (12); ``"auto"`` decides per file.  When both
+    have timestamps the poses are paired by ``associate``; otherwise by index (equal
+    lengths required).  RPE is computed on the aligned estimate; it is unchanged by
+    ``se3``/``se2`` alignment, while ``sim3`` corrects its scale.
+
+    Returns:
+        ``ate`` (see ``ate``), ``rpe`` (see ``rpe``), ``est_path``, ``ref_path``,
+        ``formats`` (est, ref), ``num_est``, ``num_ref``, ``num_matched``, ``paired_by``
+        (``"timestamps"`` or ``"index"``), ``max_difference``, ``align``.
+    """
+    formats = tuple(detect_format(p) if format == "auto" else format for p in (est_path, ref_path))
+    est, ref = read_trajectory(est_path, formats[0]), read_trajectory(ref_path, formats[1])
+    if est.timestamps is not None and ref.timestamps is not None:
+        idx_est, idx_ref = associate(est.timestamps, ref.timestamps, max_difference)
+        paired_by = "timestamps"
+        if len(idx_est) < 3:
+            raise ValueError(f"only {len(idx_est)} of {len(est)} estimate timestamps lie within {max_difference} s "
+                             f"of a reference timestamp; use a larger max_difference or check the time bases")
+        matched_est, matched_ref = est[idx_est], ref[idx_ref]
+    else:
+        if len(est) != len(ref):
+            raise ValueError(f"without timestamps on both sides poses are paired by index, but {est_path} has "
+                             f"{len(est)} poses and {ref_path} has {len(ref)}")
+        matched_est, matched_ref, paired_by = est, ref, "index"
+    if len(matched_est) < min(len(est), len(ref)) // 2:
+        logger.warning("only %d of %d estimate poses were associated", len(matched_est), len(est))
+    aligned = _align_poses(matched_est.poses, matched_ref.poses, align)
+    return {
+        "ate": ate(matched_est.poses, matched_ref.poses, align=align),
+        "rpe": rpe(aligned, matched_ref.poses, delta=delta, unit=unit),
+        "est_path": str(est_path),
+        "ref_path": str(ref_path),
+        "formats": formats,
+        "num_est": len(est),
+        "num_ref": len(ref),
+        "num_matched": len(matched_est),
+        "paired_by": paired_by,
+        "max_difference": max_difference,
+        "align": align,
+    }
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """A short table of an ``evaluate`` result (RPE rotation shown in degrees)."""
+    ate_, rpe_ = result["ate"], result["rpe"]
+    pairing = (f"by timestamps (max difference {result['max_difference']:g} s)" if result["paired_by"] == "timestamps"
+               else "by index")
+    scale = f", scale {ate_['scale']:.6g}" if result["align"] == "sim3" else ""
+    header = [
+        f"estimate : {result['est_path']} ({result['formats'][0].upper()}, {result['num_est']} poses)",
+        f"reference: {result['ref_path']} ({result['formats'][1].upper()}, {result['num_ref']} poses)",
+        f"matched  : {result['num_matched']} poses {pairing}; alignment {result['align']}{scale}",
+        "",
+        f"{'metric':<24}" + "".join(f"{name:>11}" for name in STATISTICS),
+    ]
+    rows = [
+        ("ATE translation (m)", ate_, 1.0),
+        ("RPE translation (m)", rpe_["translation"], 1.0),
+        ("RPE rotation (deg)", rpe_["rotation"], 180.0 / math.pi),
+    ]
+    table = [f"{label:<24}" + "".join(f"{stats[name] * factor:>11.6f}" for name in STATISTICS)
+             for label, stats, factor in rows]
+    footer = f"RPE over {len(rpe_['pairs'])} pairs, delta = {rpe_['delta']:g} {rpe_['unit']}"
+    return "\n".join(header + table + [footer])
