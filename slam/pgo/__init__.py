@@ -1,0 +1,8 @@
+"""Pose-graph optimization: the ``PoseGraph`` data, initial guesses, and the LM driver."""
+
+from .graph import PoseGraph
+from .initialization import DisconnectedGraphError, chordal_initialization, odometry_initialization
+from .optimize import PgoResult, initialize, optimize
+
+__all__ = ["PoseGraph", "chordal_initialization", "odometry_initialization", "DisconnectedGraphError",
+           "PgoResult", "initialize", "optimize"]
