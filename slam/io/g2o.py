@@ -29,7 +29,6 @@ gets its initial guess by chaining odometry along a spanning tree.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from torch import Tensor
 from liegeo import SE2, SE3, SO3
 
 from ..pgo.graph import PoseGraph
-from .errors import FormatError
+from .errors import FormatError, parse_number
 
 __all__ = ["read_g2o", "write_g2o"]
 
@@ -115,7 +114,7 @@ def read_g2o(path: str | os.PathLike[str]) -> PoseGraph:
             rows.tags.append(tag)
             rows.ids.append([_integer(path, number, tok, "id" if spec.ids == 1 else f"id{k + 1}")
                              for k, tok in enumerate(tokens[1:1 + spec.ids])])
-            rows.values.append([_number(path, number, tok, name)
+            rows.values.append([parse_number(path, number, tok, name)
                                 for tok, name in zip(tokens[1 + spec.ids:], spec.fields)])
             rows.lines.append(number)
     if group is None or not edges.lines:
@@ -274,16 +273,6 @@ def _integer(path: str, line: int, token: str, name: str) -> int:
         return int(token)
     except ValueError:
         raise FormatError(path, line, f"field {name} is not an integer id: {token!r}") from None
-
-
-def _number(path: str, line: int, token: str, name: str) -> float:
-    try:
-        value = float(token)
-    except ValueError:
-        raise FormatError(path, line, f"field {name} is not a number: {token!r}") from None
-    if not math.isfinite(value):
-        raise FormatError(path, line, f"field {name} is not finite: {token!r}")
-    return value
 
 
 def _join(values: np.ndarray) -> str:

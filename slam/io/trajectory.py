@@ -38,7 +38,7 @@ from torch import Tensor
 
 from liegeo import SE3, SO3
 
-from .errors import FormatError
+from .errors import FormatError, parse_number
 
 __all__ = ["Trajectory", "read_tum", "write_tum", "read_kitti", "write_kitti", "read_trajectory", "detect_format"]
 
@@ -186,12 +186,7 @@ def _read_table(path: str, fields: tuple[str, ...], other: tuple[str, int]) -> t
 def _raise_first_bad_field(path: str, rows: list[list[str]], lines: list[int], fields: tuple[str, ...]) -> None:
     for tokens, number in zip(rows, lines):
         for token, name in zip(tokens, fields):
-            try:
-                value = float(token)
-            except ValueError:
-                raise FormatError(path, number, f"field {name} is not a number: {token!r}") from None
-            if not np.isfinite(value):
-                raise FormatError(path, number, f"field {name} is not finite: {token!r}")
+            parse_number(path, number, token, name)
     raise AssertionError("unreachable: numpy rejected a table whose every field parses")  # pragma: no cover
 
 
