@@ -8,6 +8,8 @@ Cholesky factor would not fit.  Differentiable by unrolling its iterations.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -63,28 +65,45 @@ class CGFactorization(Factorization):
         return z
 
     def solve(self, rhs: Tensor) -> Tensor:
-        x = torch.zeros_like(rhs)
-        r = rhs
-        z = self.precondition(r)
-        p, rz = z, (r * z).sum(-1)
-        target = self.tolerance * rhs.norm(dim=-1)
-        for _ in range(self.max_iterations):
-            active = r.norm(dim=-1) > target
-            if not bool(active.any()):
-                break
-            hp = self.matvec(p)
-            php = (p * hp).sum(-1)
-            # Non-positive curvature along p means H is not positive definite there.
-            self.ok = self.ok & ((php > 0) | ~active)
-            step = active & (php > 0)
-            alpha = torch.where(step, rz / torch.where(step, php, torch.ones_like(php)), torch.zeros_like(php))
-            x = x + alpha.unsqueeze(-1) * p
-            r = r - alpha.unsqueeze(-1) * hp
-            z = self.precondition(r)
-            rz_new = (r * z).sum(-1)
-            beta = torch.where(step, rz_new / torch.where(step, rz, torch.ones_like(rz)), torch.zeros_like(rz))
-            p, rz = z + beta.unsqueeze(-1) * p, rz_new
+        x, failed = preconditioned_cg(self.matvec, self.precondition, rhs, self.tolerance, self.max_iterations)
+        self.ok = self.ok & ~failed
         return x
+
+
+def preconditioned_cg(
+    matvec: Callable[[Tensor], Tensor],
+    precondition: Callable[[Tensor], Tensor],
+    rhs: Tensor,
+    tolerance: float,
+    max_iterations: int,
+) -> tuple[Tensor, Tensor]:
+    """Batched PCG for ``H x = rhs: (B, n)`` to ``‖r‖ <= tolerance·‖rhs‖`` per problem.
+
+    Returns ``x`` and ``failed: (B,)``, True where a search direction met non-positive curvature
+    (``H`` not positive definite there); a failed problem stops where it was.
+    """
+    x = torch.zeros_like(rhs)
+    r = rhs
+    z = precondition(r)
+    p, rz = z, (r * z).sum(-1)
+    target = tolerance * rhs.norm(dim=-1)
+    failed = torch.zeros(rhs.shape[0], dtype=torch.bool, device=rhs.device)
+    for _ in range(max_iterations):
+        live = (r.norm(dim=-1) > target) & ~failed
+        if not bool(live.any()):
+            break
+        hp = matvec(p)
+        php = (p * hp).sum(-1)
+        failed = failed | (live & (php <= 0))
+        step = live & (php > 0)
+        alpha = torch.where(step, rz / torch.where(step, php, torch.ones_like(php)), torch.zeros_like(php))
+        x = x + alpha.unsqueeze(-1) * p
+        r = r - alpha.unsqueeze(-1) * hp
+        z = precondition(r)
+        rz_new = (r * z).sum(-1)
+        beta = torch.where(step, rz_new / torch.where(step, rz, torch.ones_like(rz)), torch.zeros_like(rz))
+        p, rz = z + beta.unsqueeze(-1) * p, rz_new
+    return x, failed
 
 
 class ConjugateGradient(LinearSolver):

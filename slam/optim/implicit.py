@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..linear.base import Factorization, LinearSolver
+from ..linear.cg import preconditioned_cg
 from ..problem import Problem, Values
 from .config import Implicit
 
@@ -76,27 +77,7 @@ def _exact_solve(gradient: Tensor, delta: Tensor, factorization: Factorization, 
             (hp,) = torch.autograd.grad(gradient, delta, grad_outputs=p, retain_graph=True)
         return hp.detach()
 
-    w = torch.zeros_like(v)
-    r = v
-    z = factorization.solve(r)
-    p, rz = z, (r * z).sum(-1)
-    target = mode.tolerance * v.norm(dim=-1)
-    failed = torch.zeros(v.shape[0], dtype=torch.bool, device=v.device)
-    for _ in range(mode.max_iterations):
-        live = (r.norm(dim=-1) > target) & ~failed
-        if not bool(live.any()):
-            break
-        hp = hessian_times(p)
-        php = (p * hp).sum(-1)
-        failed = failed | (live & (php <= 0))  # not a minimum along p: H is not positive definite
-        step = live & (php > 0)
-        alpha = torch.where(step, rz / torch.where(step, php, torch.ones_like(php)), torch.zeros_like(php))
-        w = w + alpha.unsqueeze(-1) * p
-        r = r - alpha.unsqueeze(-1) * hp
-        z = factorization.solve(r)
-        rz_new = (r * z).sum(-1)
-        beta = torch.where(step, rz_new / torch.where(step, rz, torch.ones_like(rz)), torch.zeros_like(rz))
-        p, rz = z + beta.unsqueeze(-1) * p, rz_new
+    w, failed = preconditioned_cg(hessian_times, factorization.solve, v, mode.tolerance, mode.max_iterations)
     if bool(failed.any()):
         log.warning("implicit backward: the Hessian is not positive definite at the solution of %d problem(s) "
                     "(not a strict minimum); using the Gauss-Newton approximation there", int(failed.sum()))
