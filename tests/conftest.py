@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,3 +20,16 @@ def generator(request) -> torch.Generator:
 
 def euclidean_random(*batch, generator, dtype=torch.float64):
     return Euclidean.random(*batch, dim=4, generator=generator, dtype=dtype)
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+"""The larger public data sets beside the checkout (``../shared/data``); tests that need them skip
+where they are not installed (e.g. a clone elsewhere)."""
+
+
+def shared_file(*parts: str) -> Path:
+    """``SHARED_DATA / parts``, or skip the test when that file is not there."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is missing (the shared data sets are not installed beside the checkout)")
+    return path

@@ -129,6 +129,9 @@ def write_g2o(path: str | os.PathLike[str], graph: PoseGraph) -> Path:
     Refuses to write over ``graph.source`` (the file it was read from).
     """
     path = Path(path)
+    if graph.batch_size is not None:
+        raise ValueError(f"{path}: a g2o file holds one graph; write each of the batch's {graph.batch_size} "
+                         "(graph.unstack())")
     if graph.source is not None and path.exists() and path.resolve() == Path(graph.source).resolve():
         raise FileExistsError(f"{path}: refusing to overwrite the input graph; write the result elsewhere")
     poses, measurements = graph.poses, graph.measurements

@@ -3,6 +3,7 @@
 from .graph import PoseGraph
 from .initialization import DisconnectedGraphError, chordal_initialization, odometry_initialization
 from .optimize import PgoResult, initialize, optimize
+from .synthetic import synthetic_batch, synthetic_graph
 
 __all__ = ["PoseGraph", "chordal_initialization", "odometry_initialization", "DisconnectedGraphError",
-           "PgoResult", "initialize", "optimize"]
+           "PgoResult", "initialize", "optimize", "synthetic_graph", "synthetic_batch"]

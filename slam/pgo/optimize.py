@@ -37,6 +37,9 @@ class PgoResult:
     init_seconds: float
     solve_seconds: float
     history: list[IterationRecord]
+    per_graph: dict[str, list] | None = None
+    """For a batch of graphs: ``initial_chi2``, ``final_chi2``, ``iterations``, ``converged`` and
+    ``termination`` of each graph; None for a single graph."""
 
     def summary(self) -> dict[str, object]:
         return {
@@ -44,6 +47,7 @@ class PgoResult:
             "initial_chi2": self.initial_chi2, "final_chi2": self.final_chi2, "iterations": self.iterations,
             "converged": self.converged, "termination": self.termination, "init_seconds": self.init_seconds,
             "solve_seconds": self.solve_seconds,
+            **({"batch_size": self.graph.batch_size, "per_graph": self.per_graph} if self.per_graph else {}),
         }
 
 
@@ -78,7 +82,14 @@ def optimize(
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> PgoResult:
-    """Initialize (timed as ``init_seconds``) and solve (``solve_seconds``) a pose graph by LM."""
+    """Initialize (timed as ``init_seconds``) and solve (``solve_seconds``) a pose graph by LM.
+
+    A batch of graphs (``PoseGraph.stack``) is solved in one batched call, each graph with its own
+    damping and stopping test; its result reports the sums of the chi2 values, the largest iteration
+    count, ``converged`` if every graph converged, and the per-graph values in ``per_graph``.
+    """
+    if graph.batch_size is not None and init != "file":
+        raise ValueError(f"init={init!r} is not available for a batch of graphs; initialize each graph and stack them")
     graph = graph.to(dtype=dtype, device=device)
     start = time.perf_counter()
     graph = initialize(graph, init)
@@ -91,8 +102,13 @@ def optimize(
     result = solve(problem, config)
     solve_seconds = time.perf_counter() - start
     optimized = graph.with_poses(result[poses])
+    per_graph = None
+    if graph.batch_size is not None:
+        per_graph = {"initial_chi2": graph.chi2_per_graph().tolist(), "final_chi2": optimized.chi2_per_graph().tolist(),
+                     "iterations": result.iterations.tolist(), "converged": result.converged.tolist(),
+                     "termination": list(result.termination)}
     return PgoResult(
-        graph=optimized, initial_chi2=initial_chi2, final_chi2=optimized.chi2(), iterations=int(result.iterations[0]),
-        converged=bool(result.converged[0]), termination=result.termination[0], init_seconds=init_seconds,
-        solve_seconds=solve_seconds, history=result.history,
+        graph=optimized, initial_chi2=initial_chi2, final_chi2=optimized.chi2(), iterations=int(result.iterations.max()),
+        converged=bool(result.converged.all()), termination=result.termination[0], init_seconds=init_seconds,
+        solve_seconds=solve_seconds, history=result.history, per_graph=per_graph,
     )
