@@ -13,7 +13,9 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from liegeo import LieGroup
+from liegeo import SE3, LieGroup
+
+from . import _se3_kernels
 
 from .costs.base import Cost
 from .structure import Structure, analyze, structure_key
@@ -101,7 +103,7 @@ class Problem:
             if table.num_free < table.num:
                 full = torch.zeros(step.shape[0], table.num, table.dim, dtype=step.dtype, device=step.device)
                 step = full.index_copy(1, table.free.to(step.device), step)
-            out.append(value.retract(step))
+            out.append(_retract(value, step))
         return out
 
     def select(self, mask: Tensor, new: Values, old: Values) -> Values:
@@ -122,13 +124,16 @@ class Problem:
         """``F = ½ Σ ρ(‖W r‖²)`` per problem: ``(B,)``."""
         total = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         for cost in self.costs:
-            r = _whitened(cost, cost.residual(*self._gather(cost, values), **cost.data))
-            total = total + self._instance_cost(cost, r).sum(-1)
+            total = total + self._instance_cost(cost, self._whitened_residual(cost, self._gather(cost, values))).sum(-1)
         return total
+
+    def _whitened_residual(self, cost: Cost, values: list[LieGroup]) -> Tensor:
+        r = cost.fused_residuals(*values, **cost.data)
+        return _whitened(cost, cost.residual(*values, **cost.data)) if r is None else r
 
     def residuals(self, values: Values) -> list[Tensor]:
         """Whitened residuals ``(B, E, m)`` per cost (before any robust loss)."""
-        return [_whitened(c, c.residual(*self._gather(c, values), **c.data)) for c in self.costs]
+        return [self._whitened_residual(c, self._gather(c, values)) for c in self.costs]
 
     def linearize(self, values: Values) -> tuple[Tensor, Tensor, Tensor]:
         """Normal equations at ``values``: ``H`` values ``(B, nnz)``, ``g = Jᵀr`` ``(B, n)`` and ``F`` ``(B,)``.
@@ -139,7 +144,14 @@ class Problem:
         """
         contributions, total = [], torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         for cost in self.costs:
-            r, jacobians = cost.residual_and_jacobians(*self._gather(cost, values), **cost.data)
+            gathered = self._gather(cost, values)
+            fused = self._fused_linearization(cost, gathered)
+            if fused is not None:
+                cost_per_instance, h, g = fused
+                total = total + cost_per_instance.sum(-1)
+                contributions.append((h, g))
+                continue
+            r, jacobians = cost.residual_and_jacobians(*gathered, **cost.data)
             r = r.expand(self.batch_size, cost.num, r.shape[-1])
             r = _whitened(cost, r)
             j = torch.cat([_whitened_jacobian(cost, x.expand(*r.shape, x.shape[-1])) for x in jacobians], dim=-1)
@@ -153,9 +165,44 @@ class Problem:
         h, g = self.structure.assemble(contributions, self.batch_size)
         return h, g, total
 
+    def _fused_linearization(self, cost: Cost, values: list[LieGroup]) -> tuple[Tensor, Tensor, Tensor] | None:
+        """``(½ρ(‖r‖²) (B, E), JᵀJ, Jᵀr)`` from the cost's fused kernel, or None where it has none."""
+        if cost.loss is None:
+            blocks = cost.fused_normal_blocks(*values, **cost.data)
+            if blocks is None:
+                return None
+            r, j, h, g = blocks
+            instance_cost = self._instance_cost(cost, r)
+        else:
+            unscaled = cost.fused_residuals(*values, **cost.data)
+            if unscaled is None:
+                return None
+            scale = _safe_sqrt(cost.loss.weight((unscaled * unscaled).sum(-1)))
+            blocks = cost.fused_normal_blocks(*values, scale=scale, **cost.data)
+            if blocks is None:
+                return None
+            r, j, h, g = blocks
+            instance_cost = self._instance_cost(cost, unscaled)
+        _check_finite(cost, r, j)
+        return instance_cost.expand(self.batch_size, cost.num), h, g
+
     def _instance_cost(self, cost: Cost, r: Tensor) -> Tensor:
         s = (r * r).sum(-1)
         return 0.5 * (cost.loss.rho(s) if cost.loss is not None else s)
+
+
+def _retract(value: LieGroup, step: Tensor) -> LieGroup:
+    """``value.retract(step)``, by the fused kernel for SE(3) in float64 on the CPU without autograd."""
+    tensors = (value.data, step)
+    if (type(value) is not SE3 or not _se3_kernels.available()
+            or any(t.device.type != "cpu" or t.dtype != torch.float64 for t in tensors)
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
+        return value.retract(step)
+    shape = torch.broadcast_shapes(value.data.shape[:-1], step.shape[:-1])
+    x = value.data.expand(*shape, 7).reshape(-1, 7).contiguous()
+    out = torch.empty_like(x)
+    _se3_kernels.retract(x.numpy(), step.expand(*shape, 6).reshape(-1, 6).contiguous().numpy(), out.numpy())
+    return SE3(out.reshape(*shape, 7))
 
 
 def _whitened(cost: Cost, r: Tensor) -> Tensor:

@@ -83,15 +83,18 @@ class Structure:
     def assemble(self, contributions: Sequence[tuple[Tensor, Tensor]], batch: int) -> tuple[Tensor, Tensor]:
         """Sum per-instance blocks into ``H`` values ``(B, nnz)`` and ``g`` ``(B, n)``.
 
-        ``contributions[c] = (h, g)`` with ``h: (B, E, D, D)`` and ``g: (B, E, D)`` for
-        cost c.  Differentiable (``index_add`` into fresh tensors).
+        ``contributions[c] = (h, g)`` with ``h: (B, E, D, D)`` (or its lower triangle packed row by
+        row, ``(B, E, D(D+1)/2)``) and ``g: (B, E, D)`` for cost c.  Differentiable (``index_add`` into fresh tensors).
         """
         ref = contributions[0][0]
         values = torch.zeros(batch, self.nnz + 1, dtype=ref.dtype, device=ref.device)
         gradient = torch.zeros(batch, self.n + 1, dtype=ref.dtype, device=ref.device)
         for layout, (h, g) in zip(self.costs, contributions):
-            d = h.shape[-1]
-            lower = h.reshape(*h.shape[:-2], d * d).index_select(-1, layout.pairs.to(h.device))
+            if h.dim() == g.dim():  # already the packed lower triangle, in tril_indices order
+                lower = h
+            else:
+                d = h.shape[-1]
+                lower = h.reshape(*h.shape[:-2], d * d).index_select(-1, layout.pairs.to(h.device))
             if layout.multiplicity is not None:
                 lower = lower * layout.multiplicity.to(lower)
             values = values.index_add(1, layout.hessian_slots.to(h.device), lower.expand(batch, -1, -1).reshape(batch, -1))

@@ -85,6 +85,20 @@ class Cost:
         """Residuals and analytic Jacobians; by default, autograd through ``retract``."""
         return autodiff_jacobians(self.residual, values, data, self.jacobian_mode)
 
+    def fused_residuals(self, *values: LieGroup, **data: Any) -> Tensor | None:
+        """Optional fast path: whitened residuals ``(B, E, m)`` from a fused kernel, or None (the
+        default) to use ``residual`` and the weight.  Only called where nothing needs autograd."""
+        return None
+
+    def fused_normal_blocks(
+        self, *values: LieGroup, scale: Tensor | None = None, **data: Any
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """Optional fast path: whitened residuals ``r: (B, E, m)``, Jacobian ``J: (B, E, m, D)``,
+        ``JᵀJ`` (``(B, E, D, D)``, or its lower triangle packed row by row as ``(B, E, D(D+1)/2)``)
+        and ``Jᵀr: (B, E, D)``, the first two multiplied by ``scale: (B, E)``
+        when given (robust reweighting), or None (the default) to use ``residual_and_jacobians``."""
+        return None
+
     @property
     def has_analytic_jacobians(self) -> bool:
         return type(self).residual_and_jacobians is not Cost.residual_and_jacobians

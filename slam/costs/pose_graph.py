@@ -8,10 +8,13 @@ when the cost is created.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-from liegeo import LieGroup
+from liegeo import SE3, LieGroup
 
+from ..weights import SqrtInformation
+from .. import _se3_kernels as kernel
 from .base import residual
 
 
@@ -37,9 +40,61 @@ def _prior_jacobians(x: LieGroup, *, measurement: LieGroup) -> tuple[Tensor, lis
     return r, [type(x).jr_inv(r)]
 
 
-Between = residual(_between, jacobians=_between_jacobians)
-Between.__name__ = Between.__qualname__ = "Between"
-Between.__doc__ = """``Log(Z⁻¹ X_i⁻¹ X_j)``: ``Between(poses[i], poses[j], measurement=Z, weight=..., loss=...)``."""
+class Between(residual(_between, jacobians=_between_jacobians)):
+    """``Log(Z⁻¹ X_i⁻¹ X_j)``: ``Between(poses[i], poses[j], measurement=Z, weight=..., loss=...)``.
+
+    SE(3) edges in float64 on the CPU with a ``SqrtInformation`` weight (or none) run the fused
+    kernel of ``_se3_kernels`` where nothing needs autograd; everything else the torch path.
+    """
+
+    def _sqrt_information(self, x_i: LieGroup, x_j: LieGroup, measurement: LieGroup) -> Tensor | None:
+        """``(Bl, E, 6, 6)`` float64 when the fused kernel applies, else None."""
+        if not (kernel.available() and type(x_i) is SE3 and type(x_j) is SE3 and type(measurement) is SE3):
+            return None
+        if self.weight is None:
+            matrix = torch.eye(6, dtype=torch.float64).expand(1, x_i.shape[-1], 6, 6)
+        elif isinstance(self.weight, SqrtInformation):
+            matrix = self.weight.matrix
+        else:
+            return None
+        tensors = (x_i.data, x_j.data, measurement.data, matrix)
+        if any(t.device.type != "cpu" or t.dtype != torch.float64 for t in tensors):
+            return None
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return None
+        return matrix.reshape(-1, *matrix.shape[-3:])
+
+    @staticmethod
+    def _edges(x: LieGroup, batch: int) -> Tensor:
+        return x.data.expand(batch, -1, 7).contiguous()
+
+    def fused_residuals(self, x_i: LieGroup, x_j: LieGroup, *, measurement: LieGroup) -> Tensor | None:
+        sqrt_info = self._sqrt_information(x_i, x_j, measurement)
+        if sqrt_info is None:
+            return None
+        batch = max(x_i.data.reshape(-1, self.num, 7).shape[0], x_j.data.reshape(-1, self.num, 7).shape[0])
+        out = torch.empty(batch, self.num, 6, dtype=torch.float64)
+        kernel.residuals(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
+                         measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
+                         sqrt_info.contiguous().numpy(), out.numpy())
+        return out
+
+    def fused_normal_blocks(self, x_i: LieGroup, x_j: LieGroup, *, measurement: LieGroup,
+                            scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        sqrt_info = self._sqrt_information(x_i, x_j, measurement)
+        if sqrt_info is None:
+            return None
+        batch = max(x_i.data.reshape(-1, self.num, 7).shape[0], x_j.data.reshape(-1, self.num, 7).shape[0])
+        scale = torch.ones(1, self.num, dtype=torch.float64) if scale is None else scale.reshape(-1, self.num)
+        rw = torch.empty(batch, self.num, 6, dtype=torch.float64)
+        jw = torch.empty(batch, self.num, 6, 12, dtype=torch.float64)
+        h = torch.empty(batch, self.num, 78, dtype=torch.float64)
+        g = torch.empty(batch, self.num, 12, dtype=torch.float64)
+        kernel.normal_blocks(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
+                             measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
+                             sqrt_info.contiguous().numpy(), scale.to(torch.float64).contiguous().numpy(),
+                             rw.numpy(), jw.numpy(), h.numpy(), g.numpy())
+        return rw, jw, h, g
 
 Prior = residual(_prior, jacobians=_prior_jacobians)
 Prior.__name__ = Prior.__qualname__ = "Prior"

@@ -1,0 +1,321 @@
+"""Fused CPU kernels (numba) for the SE(3) hot spots of pose-graph solves: the whitened between cost
+with its normal-equation blocks, and the retraction ``X · Exp(δ)``.
+
+The torch path of ``Between`` (``pose_graph._between_jacobians`` on ``liegeo``) spends ~300 small
+tensor operations per linearization; on pose graphs of a few thousand edges that is most of an LM
+iteration besides the factorization.  This kernel computes, per edge and in one pass, the same
+quantities from the same formulas (``liegeo.conventions``; the series coefficients and switch
+points of ``liegeo._math``):
+
+    D = X_i⁻¹ X_j,  r = Log(Z⁻¹ D),  J_j = J_r⁻¹(r),  J_i = -J_r⁻¹(r) Ad(D⁻¹),
+    r_w = s L r,  J_w = s L [J_i | J_j],  h = J_wᵀ J_w,  g = J_wᵀ r_w
+
+with ``L`` the sqrt-information matrix (any 6 x 6, not only triangular) and ``s`` an optional per-edge robust scale.  It runs
+only where nothing needs autograd, on CPU float64 tensors; ``tests/test_fused_between.py`` checks it
+against the torch path, including near-identity and near-π relative rotations.  ``retract`` is
+``SE3.retract`` (``liegeo.se3``) in one pass per pose.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # the torch path is used instead
+    numba = None
+
+import torch
+
+from liegeo import _math
+
+# Series coefficients and switch points of liegeo._math, in float64 (frozen into the kernel).
+_JINV = np.array(_math._JINV.coefficients(torch.float64))
+_SINC3 = np.array(_math._SINC3.coefficients(torch.float64))
+_COS4 = np.array(_math._COS4.coefficients(torch.float64))
+_Q5 = np.array(_math._Q5.coefficients(torch.float64))
+_ATAN = np.array(_math._ATAN_OVER_X.coefficients(torch.float64))
+_SINC = np.array(_math._SINC.coefficients(torch.float64))
+_COS = np.array(_math._COS.coefficients(torch.float64))
+_COSC = np.array(_math._COSC.coefficients(torch.float64))
+_BENIGN_T = _math._SINC.threshold64
+assert _math._COS.threshold64 == _math._COSC.threshold64 == _BENIGN_T
+_CANCELLING_T = _math._JINV.threshold64
+_ATAN_T = _math._ATAN_OVER_X.threshold64
+assert _math._SINC3.threshold64 == _math._COS4.threshold64 == _math._Q5.threshold64 == _CANCELLING_T
+
+
+def available() -> bool:
+    return numba is not None
+
+
+if numba is not None:
+    _jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+
+    @_jit
+    def _horner(t, c):
+        out = c[c.shape[0] - 1]
+        for k in range(c.shape[0] - 2, -1, -1):
+            out = out * t + c[k]
+        return out
+
+    @_jit
+    def _coefficients(t):
+        """``jinv, sinc3, cos4, q5`` of ``t = θ²`` (see ``liegeo._math``)."""
+        if t < _CANCELLING_T:
+            return _horner(t, _JINV), _horner(t, _SINC3), _horner(t, _COS4), _horner(t, _Q5)
+        theta = math.sqrt(t)
+        half = 0.5 * theta
+        s, c = math.sin(theta), math.cos(theta)
+        jinv = (1.0 - half * math.cos(half) / math.sin(half)) / t
+        return jinv, (theta - s) / (t * theta), (c - 1.0 + 0.5 * t) / (t * t), \
+            (2.0 * theta - 3.0 * s + theta * c) / (2.0 * t * t * theta)
+
+    @_jit
+    def _quaternion_log_scale(v2, w):
+        """``2 atan2(√v2, |w|) / √v2`` with the sign of ``w`` (``SO3._log``)."""
+        x = abs(w)
+        if v2 < _ATAN_T * x * x:
+            scale = _horner(v2 / (x * x), _ATAN) / x
+        else:
+            y = math.sqrt(v2)
+            scale = math.atan2(y, x) / y
+        return -2.0 * scale if w < 0 else 2.0 * scale
+
+    @_jit
+    def _multiply(ax, ay, az, aw, bx, by, bz, bw):
+        return (aw * bx + ax * bw + ay * bz - az * by,
+                aw * by - ax * bz + ay * bw + az * bx,
+                aw * bz + ax * by - ay * bx + az * bw,
+                aw * bw - ax * bx - ay * by - az * bz)
+
+    @_jit
+    def _matrix(x, y, z, w, m):
+        m[0, 0] = 1 - 2 * (y * y + z * z); m[0, 1] = 2 * (x * y - w * z); m[0, 2] = 2 * (x * z + w * y)
+        m[1, 0] = 2 * (x * y + w * z); m[1, 1] = 1 - 2 * (x * x + z * z); m[1, 2] = 2 * (y * z - w * x)
+        m[2, 0] = 2 * (x * z - w * y); m[2, 1] = 2 * (y * z + w * x); m[2, 2] = 1 - 2 * (x * x + y * y)
+
+    @_jit
+    def _skew(v, m):
+        m[0, 0] = 0.0; m[0, 1] = -v[2]; m[0, 2] = v[1]
+        m[1, 0] = v[2]; m[1, 1] = 0.0; m[1, 2] = -v[0]
+        m[2, 0] = -v[1]; m[2, 1] = v[0]; m[2, 2] = 0.0
+
+    @_jit
+    def _mm(a, b, out):
+        for p in range(3):
+            for q in range(3):
+                out[p, q] = a[p, 0] * b[0, q] + a[p, 1] * b[1, q] + a[p, 2] * b[2, q]
+
+    @_jit
+    def _edge(xi, xj, z, r, jac, work, vecs):
+        """Residual ``r (6,)`` and unwhitened Jacobian ``jac (6, 12)`` of one edge; ``work (16, 3, 3)`` and
+        ``vecs (5, 3)`` are scratch space (no allocation per edge)."""
+        ti, tj, tz = xi[:3], xj[:3], z[:3]
+        rot_i, rot_z, rot_d = work[0], work[1], work[2]
+        _matrix(xi[3], xi[4], xi[5], xi[6], rot_i)
+        _matrix(z[3], z[4], z[5], z[6], rot_z)
+        # D = X_i⁻¹ X_j
+        dx, dy, dz, dw = _multiply(-xi[3], -xi[4], -xi[5], xi[6], xj[3], xj[4], xj[5], xj[6])
+        td = vecs[0]
+        for p in range(3):
+            td[p] = rot_i[0, p] * (tj[0] - ti[0]) + rot_i[1, p] * (tj[1] - ti[1]) + rot_i[2, p] * (tj[2] - ti[2])
+        # E = Z⁻¹ D, r = Log(E)
+        ex, ey, ez, ew = _multiply(-z[3], -z[4], -z[5], z[6], dx, dy, dz, dw)
+        te = vecs[1]
+        for p in range(3):
+            te[p] = rot_z[0, p] * (td[0] - tz[0]) + rot_z[1, p] * (td[1] - tz[1]) + rot_z[2, p] * (td[2] - tz[2])
+        scale = _quaternion_log_scale(ex * ex + ey * ey + ez * ez, ew)
+        w = vecs[2]
+        w[0], w[1], w[2] = scale * ex, scale * ey, scale * ez
+        t = w[0] * w[0] + w[1] * w[1] + w[2] * w[2]
+        jinv, sinc3, cos4, q5 = _coefficients(t)
+        # v = t_E - ½ ω × t_E + jinv ω × (ω × t_E)
+        wt0 = w[1] * te[2] - w[2] * te[1]
+        wt1 = w[2] * te[0] - w[0] * te[2]
+        wt2 = w[0] * te[1] - w[1] * te[0]
+        r[0] = te[0] - 0.5 * wt0 + jinv * (w[1] * wt2 - w[2] * wt1)
+        r[1] = te[1] - 0.5 * wt1 + jinv * (w[2] * wt0 - w[0] * wt2)
+        r[2] = te[2] - 0.5 * wt2 + jinv * (w[0] * wt1 - w[1] * wt0)
+        r[3], r[4], r[5] = w[0], w[1], w[2]
+
+        # J_r⁻¹(r) = [[A, B], [0, A]]: A = I + ½W + jinv W², B = -A Q(-v, -ω) A  (W = [ω]×)
+        big_w, big_v = work[3], work[4]
+        _skew(w, big_w)
+        a = work[5]
+        for p in range(3):
+            for q in range(3):
+                w2 = w[p] * w[q] - (t if p == q else 0.0)
+                a[p, q] = (1.0 if p == q else 0.0) + 0.5 * big_w[p, q] + jinv * w2
+        # Q(-v, -ω) with V = [-v]×, W' = [-ω]× = -W
+        neg = vecs[3]
+        neg[0], neg[1], neg[2] = -r[0], -r[1], -r[2]
+        _skew(neg, big_v)
+        for p in range(3):
+            for q in range(3):
+                big_w[p, q] = -big_w[p, q]
+        wv, vw, wvw, tmp1, tmp2, q_mat = work[6], work[7], work[8], work[9], work[10], work[11]
+        _mm(big_w, big_v, wv)
+        _mm(big_v, big_w, vw)
+        _mm(wv, big_w, wvw)
+        _mm(big_w, wv, tmp1)   # W W V
+        _mm(vw, big_w, tmp2)   # V W W
+        for p in range(3):
+            for q in range(3):
+                q_mat[p, q] = (0.5 * big_v[p, q] + sinc3 * (wv[p, q] + vw[p, q] + wvw[p, q])
+                               + cos4 * (tmp1[p, q] + tmp2[p, q] - 3.0 * wvw[p, q]))
+        _mm(wvw, big_w, tmp1)  # W V W W
+        _mm(big_w, wvw, tmp2)  # W W V W
+        for p in range(3):
+            for q in range(3):
+                q_mat[p, q] += q5 * (tmp1[p, q] + tmp2[p, q])
+        _mm(a, q_mat, tmp1)
+        b = work[12]
+        _mm(tmp1, a, b)
+        # Ad(D⁻¹) = [[Rᵀ, [p]× Rᵀ], [0, Rᵀ]] with R = R_D, p = -Rᵀ t_D
+        _matrix(dx, dy, dz, dw, rot_d)
+        rt = work[13]
+        for p in range(3):
+            for q in range(3):
+                rt[p, q] = rot_d[q, p]
+        pd = vecs[4]
+        for p in range(3):
+            pd[p] = -(rt[p, 0] * td[0] + rt[p, 1] * td[1] + rt[p, 2] * td[2])
+        skew_p = work[14]
+        _skew(pd, skew_p)
+        top_right = work[15]
+        _mm(skew_p, rt, top_right)
+        a_rt, a_tr, b_rt = work[0], work[1], work[2]  # rot_i, rot_z are no longer needed
+        _mm(a, rt, a_rt)
+        _mm(a, top_right, a_tr)
+        _mm(b, rt, b_rt)
+        for p in range(3):
+            for q in range(3):
+                # J_i = -J_r⁻¹ Ad(D⁻¹); B above is +A Q A, so J_r⁻¹'s top right is -B.
+                jac[p, q] = -a_rt[p, q]
+                jac[p, 3 + q] = -(a_tr[p, q] - b_rt[p, q])
+                jac[3 + p, q] = 0.0
+                jac[3 + p, 3 + q] = -a_rt[p, q]
+                # J_j = J_r⁻¹
+                jac[p, 6 + q] = a[p, q]
+                jac[p, 9 + q] = -b[p, q]
+                jac[3 + p, 6 + q] = 0.0
+                jac[3 + p, 9 + q] = a[p, q]
+
+    @_jit
+    def _whiten(sqrt_info, r, jac, scale, rw, jw):
+        for p in range(6):
+            acc = 0.0
+            for q in range(6):
+                acc += sqrt_info[p, q] * r[q]
+            rw[p] = scale * acc
+            for c in range(12):
+                acc = 0.0
+                for q in range(6):
+                    acc += sqrt_info[p, q] * jac[q, c]
+                jw[p, c] = scale * acc
+
+    @_jit
+    def residuals(xi, xj, z, sqrt_info, out):
+        """Whitened residuals: ``xi, xj: (B, E, 7)``, ``z: (Bz, E, 7)``, ``sqrt_info: (Bl, E, 6, 6)``
+        (``Bz``, ``Bl`` 1 or B), ``out: (B, E, 6)``."""
+        batch, edges = xi.shape[0], xi.shape[1]
+        r, work = np.empty(6), np.empty((16, 3, 3))
+        for b in range(batch):
+            bz, bl = min(b, z.shape[0] - 1), min(b, sqrt_info.shape[0] - 1)
+            for e in range(edges):
+                _residual_only(xi[b, e], xj[b, e], z[bz, e], r, work)
+                for p in range(6):
+                    acc = 0.0
+                    for q in range(6):
+                        acc += sqrt_info[bl, e, p, q] * r[q]
+                    out[b, e, p] = acc
+
+    @_jit
+    def _residual_only(xi, xj, z, r, work):
+        ti, tj, tz = xi[:3], xj[:3], z[:3]
+        rot_i, rot_z = work[0], work[1]
+        _matrix(xi[3], xi[4], xi[5], xi[6], rot_i)
+        _matrix(z[3], z[4], z[5], z[6], rot_z)
+        dx, dy, dz, dw = _multiply(-xi[3], -xi[4], -xi[5], xi[6], xj[3], xj[4], xj[5], xj[6])
+        td0 = rot_i[0, 0] * (tj[0] - ti[0]) + rot_i[1, 0] * (tj[1] - ti[1]) + rot_i[2, 0] * (tj[2] - ti[2])
+        td1 = rot_i[0, 1] * (tj[0] - ti[0]) + rot_i[1, 1] * (tj[1] - ti[1]) + rot_i[2, 1] * (tj[2] - ti[2])
+        td2 = rot_i[0, 2] * (tj[0] - ti[0]) + rot_i[1, 2] * (tj[1] - ti[1]) + rot_i[2, 2] * (tj[2] - ti[2])
+        ex, ey, ez, ew = _multiply(-z[3], -z[4], -z[5], z[6], dx, dy, dz, dw)
+        te0 = rot_z[0, 0] * (td0 - tz[0]) + rot_z[1, 0] * (td1 - tz[1]) + rot_z[2, 0] * (td2 - tz[2])
+        te1 = rot_z[0, 1] * (td0 - tz[0]) + rot_z[1, 1] * (td1 - tz[1]) + rot_z[2, 1] * (td2 - tz[2])
+        te2 = rot_z[0, 2] * (td0 - tz[0]) + rot_z[1, 2] * (td1 - tz[1]) + rot_z[2, 2] * (td2 - tz[2])
+        scale = _quaternion_log_scale(ex * ex + ey * ey + ez * ez, ew)
+        w0, w1, w2 = scale * ex, scale * ey, scale * ez
+        t = w0 * w0 + w1 * w1 + w2 * w2
+        jinv = _coefficients(t)[0]
+        wt0 = w1 * te2 - w2 * te1
+        wt1 = w2 * te0 - w0 * te2
+        wt2 = w0 * te1 - w1 * te0
+        r[0] = te0 - 0.5 * wt0 + jinv * (w1 * wt2 - w2 * wt1)
+        r[1] = te1 - 0.5 * wt1 + jinv * (w2 * wt0 - w0 * wt2)
+        r[2] = te2 - 0.5 * wt2 + jinv * (w0 * wt1 - w1 * wt0)
+        r[3], r[4], r[5] = w0, w1, w2
+
+    @_jit
+    def normal_blocks(xi, xj, z, sqrt_info, scale, rw_out, jw_out, h_out, g_out):
+        """Per edge: whitened (and scaled) residual ``rw_out (B, E, 6)``, Jacobian ``jw_out (B, E, 6, 12)``,
+        the lower triangle of ``J_wᵀ J_w`` packed row by row (``torch.tril_indices`` order) in
+        ``h_out (B, E, 78)`` and ``g_out = J_wᵀ r_w (B, E, 12)``.  ``scale: (Bs, E)`` (``Bs`` 1 or B)
+        multiplies residual and Jacobian (robust reweighting; ones otherwise)."""
+        batch, edges = xi.shape[0], xi.shape[1]
+        r, jac, work, vecs = np.empty(6), np.empty((6, 12)), np.empty((16, 3, 3)), np.empty((5, 3))
+        for b in range(batch):
+            bz, bl, bs = min(b, z.shape[0] - 1), min(b, sqrt_info.shape[0] - 1), min(b, scale.shape[0] - 1)
+            for e in range(edges):
+                _edge(xi[b, e], xj[b, e], z[bz, e], r, jac, work, vecs)
+                rw, jw = rw_out[b, e], jw_out[b, e]
+                _whiten(sqrt_info[bl, e], r, jac, scale[bs, e], rw, jw)
+                h, g = h_out[b, e], g_out[b, e]
+                k = 0
+                for p in range(12):
+                    acc = 0.0
+                    for m in range(6):
+                        acc += jw[m, p] * rw[m]
+                    g[p] = acc
+                    for q in range(p + 1):
+                        acc = 0.0
+                        for m in range(6):
+                            acc += jw[m, p] * jw[m, q]
+                        h[k] = acc
+                        k += 1
+
+    @_jit
+    def retract(x, delta, out):
+        """``out = x · Exp(δ)`` for ``x, out: (M, 7)`` and ``delta: (M, 6)`` (``SE3.retract``)."""
+        for k in range(x.shape[0]):
+            v0, v1, v2 = delta[k, 0], delta[k, 1], delta[k, 2]
+            w0, w1, w2 = delta[k, 3], delta[k, 4], delta[k, 5]
+            t = w0 * w0 + w1 * w1 + w2 * w2
+            quarter = 0.25 * t
+            if quarter < _BENIGN_T:
+                half_sinc, cos_half = 0.5 * _horner(quarter, _SINC), _horner(quarter, _COS)
+            else:
+                half = math.sqrt(quarter)
+                half_sinc, cos_half = 0.5 * math.sin(half) / half, math.cos(half)
+            if t < _BENIGN_T:
+                cosc = _horner(t, _COSC)
+            else:
+                sin_half = math.sin(0.5 * math.sqrt(t))
+                cosc = 2.0 * sin_half * sin_half / t
+            sinc3 = _coefficients(t)[1]
+            # Exp(δ): translation J_l(ω) v = v + cosc ω×v + sinc3 ω×(ω×v), rotation (half_sinc ω, cos_half)
+            c0, c1, c2 = w1 * v2 - w2 * v1, w2 * v0 - w0 * v2, w0 * v1 - w1 * v0
+            s0 = v0 + cosc * c0 + sinc3 * (w1 * c2 - w2 * c1)
+            s1 = v1 + cosc * c1 + sinc3 * (w2 * c0 - w0 * c2)
+            s2 = v2 + cosc * c2 + sinc3 * (w0 * c1 - w1 * c0)
+            qx, qy, qz, qw = x[k, 3], x[k, 4], x[k, 5], x[k, 6]
+            # R_x s = s + 2w u + 2 q_v × u with u = q_v × s
+            u0, u1, u2 = qy * s2 - qz * s1, qz * s0 - qx * s2, qx * s1 - qy * s0
+            out[k, 0] = x[k, 0] + s0 + 2.0 * (qw * u0 + qy * u2 - qz * u1)
+            out[k, 1] = x[k, 1] + s1 + 2.0 * (qw * u1 + qz * u0 - qx * u2)
+            out[k, 2] = x[k, 2] + s2 + 2.0 * (qw * u2 + qx * u1 - qy * u0)
+            out[k, 3], out[k, 4], out[k, 5], out[k, 6] = _multiply(
+                qx, qy, qz, qw, half_sinc * w0, half_sinc * w1, half_sinc * w2, cos_half)

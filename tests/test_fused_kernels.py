@@ -1,0 +1,111 @@
+"""The fused SE(3) kernels (``slam._se3_kernels``) against the torch path they replace: between
+residuals, normal-equation blocks (plain, robust, batched) and the retraction, on random poses whose
+relative errors include near-identity and near-π rotations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import slam
+from liegeo import SE3
+from slam import _se3_kernels
+from slam.costs import Between
+from slam.problem import Problem, _retract
+from slam.robust import Huber
+from slam.weights import SqrtInformation
+
+pytestmark = pytest.mark.skipif(not _se3_kernels.available(), reason="numba is not installed")
+
+
+def _errors(kind: str, e: int, generator: torch.Generator) -> torch.Tensor:
+    """Tangent errors ``(e, 6)`` whose rotation angles are small, ordinary, or within 1e-7 of π."""
+    xi = torch.randn(e, 6, generator=generator, dtype=torch.float64)
+    axis = xi[:, 3:] / xi[:, 3:].norm(dim=-1, keepdim=True)
+    angle = {"identity": 1e-9, "small": 1e-3, "ordinary": 1.0, "pi": math.pi - 1e-7}[kind]
+    xi[:, 3:] = angle * axis
+    if kind == "identity":
+        xi[:, :3] *= 1e-9
+    return xi
+
+
+def _problem(kind: str, generator: torch.Generator, *, batch: int | None = None, loss=None):
+    n, e = 12, 30
+    poses = SE3.random(*((batch,) if batch else ()), n, generator=generator, dtype=torch.float64)
+    i = torch.randint(0, n, (e,), generator=generator)
+    j = (i + 1 + torch.randint(0, n - 1, (e,), generator=generator)) % n
+    xi, xj = poses[..., i], poses[..., j]
+    # Z = D · Exp(-ξ) makes the residual Log(Z⁻¹ D) = ξ, of the chosen size.
+    measurement = xi.between(xj).retract(-_errors(kind, e, generator))
+    a = torch.randn(e, 6, 6, generator=generator, dtype=torch.float64)
+    weight = SqrtInformation(a + 3.0 * torch.eye(6, dtype=torch.float64))  # full, not triangular
+    variable = slam.Variable(poses, fixed=[0])
+    cost = Between(variable[i], variable[j], measurement=measurement, weight=weight, loss=loss)
+    return Problem([cost]), measurement
+
+
+def _torch_path(monkeypatch, fn):
+    with monkeypatch.context() as m:
+        m.setattr(_se3_kernels, "available", lambda: False)
+        return fn()
+
+
+@pytest.mark.parametrize("kind", ["identity", "small", "ordinary", "pi"])
+@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("robust", [False, True])
+def test_linearization_equals_the_torch_path(kind, batch, robust, generator, monkeypatch):
+    problem, measurement = _problem(kind, generator, batch=batch, loss=Huber(0.5) if robust else None)
+    if kind == "pi":  # the residual really is near π (or the test would not test that branch)
+        r = measurement.local(problem.costs[0].variables[0].variable.value[..., problem.costs[0].variables[0].index]
+                              .between(problem.costs[0].variables[1].variable.value[..., problem.costs[0].variables[1].index]))
+        assert float(r[..., 3:].norm(dim=-1).min()) > math.pi - 1e-6
+    values = problem.initial_values()
+    calls = []
+    original = _se3_kernels.normal_blocks
+    monkeypatch.setattr(_se3_kernels, "normal_blocks", lambda *a: (calls.append(1), original(*a))[1])
+    fused = problem.linearize(values)
+    assert calls, "the fused kernel did not run"
+    reference = _torch_path(monkeypatch, lambda: problem.linearize(values))
+    (h, g, f), (h_ref, g_ref, f_ref) = fused, reference
+    # Tolerances in units of the problem's scale: rounding of r (~1e-16 absolute, whatever its size)
+    # limits g to ~|J| 1e-16 and f to ~|r| 1e-16.
+    jacobian_scale = float(h_ref.abs().max()) ** 0.5
+    assert torch.allclose(h, h_ref, rtol=0, atol=1e-12 * jacobian_scale**2), float((h - h_ref).abs().max())
+    assert torch.allclose(g, g_ref, rtol=1e-11, atol=1e-13 * jacobian_scale), float((g - g_ref).abs().max())
+    assert torch.allclose(f, f_ref, rtol=1e-9, atol=1e-20)
+    assert torch.allclose(problem.cost(values), _torch_path(monkeypatch, lambda: problem.cost(values)),
+                          rtol=1e-9, atol=1e-20)
+
+
+@pytest.mark.parametrize("scale", [1e-10, 1e-3, 0.5, 2.0, 3.1])
+def test_retract_equals_se3_retract(scale, generator):
+    x = SE3.random(2, 50, generator=generator, dtype=torch.float64)
+    delta = scale * torch.randn(2, 50, 6, generator=generator, dtype=torch.float64)
+    assert torch.allclose(_retract(x, delta).data, x.retract(delta).data, rtol=0, atol=1e-14)
+    assert torch.allclose(_retract(x, delta[0]).data, x.retract(delta[0]).data, rtol=0, atol=1e-14)  # broadcast
+
+
+def test_autograd_and_float32_take_the_torch_path(generator):
+    problem, measurement = _problem("ordinary", generator)
+    assert problem.costs[0].fused_residuals(*problem._gather(problem.costs[0], problem.initial_values()),
+                                            measurement=measurement) is not None
+    z = SE3(measurement.data.clone().requires_grad_(True))
+    cost = problem.costs[0]
+    with torch.enable_grad():
+        assert cost.fused_residuals(*problem._gather(cost, problem.initial_values()), measurement=z) is None
+    x = SE3.random(4, generator=generator)
+    assert torch.equal(_retract(x, torch.zeros(4, 6)).data, x.retract(torch.zeros(4, 6)).data)
+
+
+def test_gradients_flow_through_a_solve_that_uses_the_kernels_elsewhere(generator):
+    """With measurements that require grad the solve differentiates through the torch path."""
+    problem, measurement = _problem("small", generator)
+    z = measurement.data.clone().requires_grad_(True)
+    cost = problem.costs[0]
+    variable = cost.variables[0].variable
+    differentiable = Problem([Between(cost.variables[0], cost.variables[1], measurement=SE3(z), weight=cost.weight)])
+    result = slam.solve(differentiable, slam.LevenbergMarquardt(max_iterations=5))
+    result[variable].data.sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
