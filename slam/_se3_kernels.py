@@ -31,15 +31,16 @@ import torch
 
 from liegeo import _math
 
-# Series coefficients and switch points of liegeo._math, in float64 (frozen into the kernel).
-_JINV = np.array(_math._JINV.coefficients(torch.float64))
-_SINC3 = np.array(_math._SINC3.coefficients(torch.float64))
-_COS4 = np.array(_math._COS4.coefficients(torch.float64))
-_Q5 = np.array(_math._Q5.coefficients(torch.float64))
-_ATAN = np.array(_math._ATAN_OVER_X.coefficients(torch.float64))
-_SINC = np.array(_math._SINC.coefficients(torch.float64))
-_COS = np.array(_math._COS.coefficients(torch.float64))
-_COSC = np.array(_math._COSC.coefficients(torch.float64))
+# Series coefficients and switch points of liegeo._math, in float64: tuples, which numba compiles in
+# as constants (global arrays would keep the parallel kernels out of its on-disk cache).
+_JINV = tuple(_math._JINV.coefficients(torch.float64))
+_SINC3 = tuple(_math._SINC3.coefficients(torch.float64))
+_COS4 = tuple(_math._COS4.coefficients(torch.float64))
+_Q5 = tuple(_math._Q5.coefficients(torch.float64))
+_ATAN = tuple(_math._ATAN_OVER_X.coefficients(torch.float64))
+_SINC = tuple(_math._SINC.coefficients(torch.float64))
+_COS = tuple(_math._COS.coefficients(torch.float64))
+_COSC = tuple(_math._COSC.coefficients(torch.float64))
 _BENIGN_T = _math._SINC.threshold64
 assert _math._COS.threshold64 == _math._COSC.threshold64 == _BENIGN_T
 _CANCELLING_T = _math._JINV.threshold64
@@ -51,13 +52,29 @@ def available() -> bool:
     return numba is not None
 
 
+def warm_up() -> None:
+    """Load (or, the first time on a machine, compile and cache) every kernel: ~0.3 s once per process,
+    which callers that time their solves (``slam.pgo.optimize``) pay before starting the clock."""
+    if numba is None:
+        return
+    x = np.zeros((1, 1, 7))
+    x[..., 6] = 1.0
+    eye = np.eye(6)[None, None].copy()
+    residuals(x, x, x, eye, np.zeros((1, 1, 6)))
+    normal_blocks(x, x, x, eye, np.ones((1, 1)), np.zeros((1, 1, 6)), np.zeros((1, 1, 6, 12)), np.zeros((1, 1, 78)),
+                  np.zeros((1, 1, 12)))
+    retract(x[0], np.zeros((1, 6)), np.zeros((1, 7)))
+
+
+
+
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
     @_jit
     def _horner(t, c):
-        out = c[c.shape[0] - 1]
-        for k in range(c.shape[0] - 2, -1, -1):
+        out = c[len(c) - 1]
+        for k in range(len(c) - 2, -1, -1):
             out = out * t + c[k]
         return out
 
@@ -222,16 +239,17 @@ if numba is not None:
         """Whitened residuals: ``xi, xj: (B, E, 7)``, ``z: (Bz, E, 7)``, ``sqrt_info: (Bl, E, 6, 6)``
         (``Bz``, ``Bl`` 1 or B), ``out: (B, E, 6)``."""
         batch, edges = xi.shape[0], xi.shape[1]
+        total = batch * edges
         r, work = np.empty(6), np.empty((16, 3, 3))
-        for b in range(batch):
+        for index in range(total):
+            b, e = index // edges, index % edges
             bz, bl = min(b, z.shape[0] - 1), min(b, sqrt_info.shape[0] - 1)
-            for e in range(edges):
-                _residual_only(xi[b, e], xj[b, e], z[bz, e], r, work)
-                for p in range(6):
-                    acc = 0.0
-                    for q in range(6):
-                        acc += sqrt_info[bl, e, p, q] * r[q]
-                    out[b, e, p] = acc
+            _residual_only(xi[b, e], xj[b, e], z[bz, e], r, work)
+            for p in range(6):
+                acc = 0.0
+                for q in range(6):
+                    acc += sqrt_info[bl, e, p, q] * r[q]
+                out[b, e, p] = acc
 
     @_jit
     def _residual_only(xi, xj, z, r, work):
@@ -266,26 +284,29 @@ if numba is not None:
         ``h_out (B, E, 78)`` and ``g_out = J_wᵀ r_w (B, E, 12)``.  ``scale: (Bs, E)`` (``Bs`` 1 or B)
         multiplies residual and Jacobian (robust reweighting; ones otherwise)."""
         batch, edges = xi.shape[0], xi.shape[1]
+        total = batch * edges
+        # Serial on purpose: numba's OpenMP threads and torch's contend for the cores (measured on 2
+        # cores: solve times jumping from 26 to 100 ms), and this loop is a few % of an iteration.
         r, jac, work, vecs = np.empty(6), np.empty((6, 12)), np.empty((16, 3, 3)), np.empty((5, 3))
-        for b in range(batch):
+        for index in range(total):
+            b, e = index // edges, index % edges
             bz, bl, bs = min(b, z.shape[0] - 1), min(b, sqrt_info.shape[0] - 1), min(b, scale.shape[0] - 1)
-            for e in range(edges):
-                _edge(xi[b, e], xj[b, e], z[bz, e], r, jac, work, vecs)
-                rw, jw = rw_out[b, e], jw_out[b, e]
-                _whiten(sqrt_info[bl, e], r, jac, scale[bs, e], rw, jw)
-                h, g = h_out[b, e], g_out[b, e]
-                k = 0
-                for p in range(12):
+            _edge(xi[b, e], xj[b, e], z[bz, e], r, jac, work, vecs)
+            rw, jw = rw_out[b, e], jw_out[b, e]
+            _whiten(sqrt_info[bl, e], r, jac, scale[bs, e], rw, jw)
+            h, g = h_out[b, e], g_out[b, e]
+            k = 0
+            for p in range(12):
+                acc = 0.0
+                for m in range(6):
+                    acc += jw[m, p] * rw[m]
+                g[p] = acc
+                for q in range(p + 1):
                     acc = 0.0
                     for m in range(6):
-                        acc += jw[m, p] * rw[m]
-                    g[p] = acc
-                    for q in range(p + 1):
-                        acc = 0.0
-                        for m in range(6):
-                            acc += jw[m, p] * jw[m, q]
-                        h[k] = acc
-                        k += 1
+                        acc += jw[m, p] * jw[m, q]
+                    h[k] = acc
+                    k += 1
 
     @_jit
     def retract(x, delta, out):

@@ -14,8 +14,13 @@ from torch import Tensor
 from liegeo import SE3, LieGroup
 
 from ..weights import SqrtInformation
-from .. import _se3_kernels as kernel
 from .base import residual
+
+
+def _kernels():
+    from .. import _se3_kernels  # imported on first use: numba takes ~0.2 s to import
+
+    return _se3_kernels
 
 
 def _between(x_i: LieGroup, x_j: LieGroup, *, measurement: LieGroup) -> Tensor:
@@ -49,7 +54,7 @@ class Between(residual(_between, jacobians=_between_jacobians)):
 
     def _sqrt_information(self, x_i: LieGroup, x_j: LieGroup, measurement: LieGroup) -> Tensor | None:
         """``(Bl, E, 6, 6)`` float64 when the fused kernel applies, else None."""
-        if not (kernel.available() and type(x_i) is SE3 and type(x_j) is SE3 and type(measurement) is SE3):
+        if not (type(x_i) is SE3 and _kernels().available() and type(x_j) is SE3 and type(measurement) is SE3):
             return None
         if self.weight is None:
             matrix = torch.eye(6, dtype=torch.float64).expand(1, x_i.shape[-1], 6, 6)
@@ -74,7 +79,7 @@ class Between(residual(_between, jacobians=_between_jacobians)):
             return None
         batch = max(x_i.data.reshape(-1, self.num, 7).shape[0], x_j.data.reshape(-1, self.num, 7).shape[0])
         out = torch.empty(batch, self.num, 6, dtype=torch.float64)
-        kernel.residuals(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
+        _kernels().residuals(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
                          measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
                          sqrt_info.contiguous().numpy(), out.numpy())
         return out
@@ -90,7 +95,7 @@ class Between(residual(_between, jacobians=_between_jacobians)):
         jw = torch.empty(batch, self.num, 6, 12, dtype=torch.float64)
         h = torch.empty(batch, self.num, 78, dtype=torch.float64)
         g = torch.empty(batch, self.num, 12, dtype=torch.float64)
-        kernel.normal_blocks(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
+        _kernels().normal_blocks(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
                              measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
                              sqrt_info.contiguous().numpy(), scale.to(torch.float64).contiguous().numpy(),
                              rw.numpy(), jw.numpy(), h.numpy(), g.numpy())

