@@ -2,5 +2,6 @@
 
 from .base import Cost, autodiff_jacobians, residual
 from .pose_graph import Between, Prior
+from .reprojection import BALReprojection
 
-__all__ = ["Cost", "residual", "autodiff_jacobians", "Between", "Prior"]
+__all__ = ["Cost", "residual", "autodiff_jacobians", "Between", "Prior", "BALReprojection"]

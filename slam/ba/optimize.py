@@ -1,0 +1,95 @@
+"""Bundle adjustment of a ``BALProblem`` by Levenberg-Marquardt."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Sequence
+
+import torch
+
+from liegeo import Euclidean
+
+from ..costs import BALReprojection
+from ..optim import IterationRecord, LevenbergMarquardt, solve
+from ..problem import Problem
+from ..robust import RobustLoss
+from ..variables import Variable
+from .bal_problem import BALProblem
+
+
+@dataclasses.dataclass(frozen=True)
+class BAResult:
+    problem: BALProblem
+    """The input problem with the adjusted cameras and points."""
+    initial_cost: float
+    """``½ Σ ρ(‖r‖²)`` at the start (pixels²; without a kernel ``½ Σ ‖r‖²``, as Ceres reports)."""
+    final_cost: float
+    iterations: int
+    converged: bool
+    termination: str
+    solve_seconds: float
+    history: list[IterationRecord]
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "source": self.problem.source, "num_cameras": self.problem.num_cameras,
+            "num_points": self.problem.num_points, "num_observations": self.problem.num_observations,
+            "initial_cost": self.initial_cost, "final_cost": self.final_cost, "iterations": self.iterations,
+            "converged": self.converged, "termination": self.termination, "solve_seconds": self.solve_seconds,
+        }
+
+
+def build(problem: BALProblem, *, loss: RobustLoss | None = None, fix_intrinsics: bool = False,
+          fix_cameras: Sequence[int] = (), observations: torch.Tensor | None = None,
+          dtype: torch.dtype = torch.float64,
+          device: str | torch.device = "cpu") -> tuple[Problem, tuple[Variable, ...]]:
+    """The least-squares problem (one vectorized ``BALReprojection`` cost) and its variables
+    ``(poses, intrinsics, points)``.
+
+    ``fix_cameras`` holds those camera poses fixed (e.g. two of them remove the 7-dof similarity
+    gauge, which implicit differentiation needs); ``observations`` replaces the problem's pixels
+    ``(O, 2)`` by a tensor that may require grad (gradients of the solution flow to it).
+    """
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.to(dtype=dtype, device=device)
+
+    fixed_poses = torch.as_tensor(list(fix_cameras), dtype=torch.long) if len(fix_cameras) else None
+    poses = Variable(type(problem.poses())(move(problem.poses().data)), fixed=fixed_poses, name="camera_pose")
+    fixed = torch.arange(problem.num_cameras) if fix_intrinsics else None
+    intrinsics = Variable(Euclidean(move(problem.cameras[:, 6:9].clone())), fixed=fixed, name="intrinsics")
+    points = Variable(Euclidean(move(problem.points.clone())), name="point")
+    c, p = problem.camera_index.to(device), problem.point_index.to(device)
+    pixels = problem.observations if observations is None else observations
+    cost = BALReprojection(poses[c], intrinsics[c], points[p], observation=move(pixels), loss=loss,
+                           name="reprojection")
+    return Problem([cost]), (poses, intrinsics, points)
+
+
+def optimize(
+    problem: BALProblem,
+    *,
+    max_iterations: int = 50,
+    loss: RobustLoss | None = None,
+    fix_intrinsics: bool = False,
+    fix_cameras: Sequence[int] = (),
+    function_tolerance: float = 1e-6,
+    initial_damping: float = 1e-4,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> BAResult:
+    """Adjust cameras (pose and, unless fixed, ``f, k1, k2``) and points; ``solve_seconds`` includes
+    building the problem."""
+    start = time.perf_counter()
+    least_squares, (poses, intrinsics, points) = build(problem, loss=loss, fix_intrinsics=fix_intrinsics,
+                                                       fix_cameras=fix_cameras, dtype=dtype, device=device)
+    config = LevenbergMarquardt(max_iterations=max_iterations, function_tolerance=function_tolerance,
+                                initial_damping=initial_damping, progress=progress)
+    result = solve(least_squares, config)
+    solve_seconds = time.perf_counter() - start
+    adjusted = problem.with_parameters(type(result[poses])(result[poses].data.cpu().double()),
+                                       result[intrinsics].data.cpu().double(), result[points].data.cpu().double())
+    return BAResult(problem=adjusted, initial_cost=float(result.initial_cost[0]), final_cost=float(result.cost[0]),
+                    iterations=int(result.iterations[0]), converged=bool(result.converged[0]),
+                    termination=result.termination[0], solve_seconds=solve_seconds, history=result.history)
