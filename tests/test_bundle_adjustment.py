@@ -168,3 +168,37 @@ def test_gradients_flow_to_observations_through_the_implicit_solve():
         with torch.no_grad():
             numeric = float(((solved_points(plus) - solved_points(minus)) * weights).sum()) / (2 * eps)
         assert grad[index].item() == pytest.approx(numeric, rel=1e-4, abs=1e-8)
+
+
+def test_cli_ba_writes_its_outputs(tmp_path):
+    import json
+
+    import matplotlib.image
+
+    import slam.cli
+
+    problem, _ = synthetic_bal(4, 40, seed=5)
+    source = write_bal(tmp_path / "scene.txt", problem)
+    code = slam.cli.main(["-q", "ba", str(source), "--output-dir", str(tmp_path / "out")])
+    assert code == 0
+    summary = json.loads((tmp_path / "out" / "scene.json").read_text())
+    for key in ("initial_cost", "final_cost", "iterations", "solve_seconds", "converged", "num_cameras",
+                "num_points", "num_observations"):
+        assert key in summary
+    assert summary["initial_cost"] == pytest.approx(problem.cost(), rel=1e-12)
+    adjusted = read_bal(summary["outputs"]["out"])
+    assert adjusted.cost() == pytest.approx(summary["final_cost"], rel=1e-9) and adjusted.cost() < problem.cost() / 2
+    image = matplotlib.image.imread(summary["outputs"]["png"])
+    red = (image[..., 0] > 0.8) & (image[..., 1] < 0.2) & (image[..., 2] < 0.2)
+    assert red.sum() > 10  # the camera centres are drawn
+    o3d = pytest.importorskip("open3d")
+    cloud = o3d.io.read_point_cloud(summary["outputs"]["ply"])
+    assert len(cloud.points) == problem.num_points + problem.num_cameras
+
+
+def test_cli_ba_reports_bad_input_without_traceback(tmp_path, capsys):
+    import slam.cli
+
+    path = _file(tmp_path, GOOD.replace("500\n", "5x0\n"))
+    assert slam.cli.main(["-q", "ba", str(path)]) == 2
+    assert f"{path}:9: field camera 0 f is not a number" in capsys.readouterr().err
