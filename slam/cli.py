@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ba.add_argument("--max-iterations", type=int, default=50)
     ba.add_argument("--robust", metavar="KERNEL:SCALE", help="e.g. huber:1.0, cauchy:1.0 (on each pixel error)")
     ba.add_argument("--fix-intrinsics", action="store_true", help="keep f, k1, k2 as read")
+    ba.add_argument("--linear-solver", choices=["schur", "cholmod", "dense"], default="schur",
+                    help="schur: points eliminated (default); cholmod/dense: the full system")
     ba.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     ba.add_argument("--device", default="cpu")
     ba.add_argument("--output-dir", type=Path, help="where outputs go (default: slam-output/<name>/)")
@@ -138,7 +140,7 @@ def _ba(args: argparse.Namespace) -> int:
     }
     loss = parse_robust(args.robust) if args.robust else None
     result = optimize(problem, max_iterations=args.max_iterations, loss=loss, fix_intrinsics=args.fix_intrinsics,
-                      dtype=getattr(torch, args.dtype), device=args.device, progress=args.progress)
+                      linear_solver=args.linear_solver, dtype=getattr(torch, args.dtype), device=args.device, progress=args.progress)
     adjusted = result.problem
     write_bal(paths["out"], adjusted)
     from .viz import plot_scene, save_scene_ply

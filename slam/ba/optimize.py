@@ -11,6 +11,7 @@ import torch
 from liegeo import Euclidean
 
 from ..costs import BALReprojection
+from ..linear import SchurComplement
 from ..optim import IterationRecord, LevenbergMarquardt, solve
 from ..problem import Problem
 from ..robust import RobustLoss
@@ -75,17 +76,23 @@ def optimize(
     fix_cameras: Sequence[int] = (),
     function_tolerance: float = 1e-6,
     initial_damping: float = 1e-4,
+    linear_solver: str = "schur",
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> BAResult:
     """Adjust cameras (pose and, unless fixed, ``f, k1, k2``) and points; ``solve_seconds`` includes
-    building the problem."""
+    building the problem.
+
+    ``linear_solver``: ``"schur"`` (points eliminated, ``slam.linear.SchurComplement``), or any choice
+    of ``LevenbergMarquardt.linear_solver`` (``"cholmod"`` factorizes the full system, ``"dense"`` too).
+    """
     start = time.perf_counter()
     least_squares, (poses, intrinsics, points) = build(problem, loss=loss, fix_intrinsics=fix_intrinsics,
                                                        fix_cameras=fix_cameras, dtype=dtype, device=device)
+    solver = SchurComplement(points) if linear_solver == "schur" else linear_solver
     config = LevenbergMarquardt(max_iterations=max_iterations, function_tolerance=function_tolerance,
-                                initial_damping=initial_damping, progress=progress)
+                                initial_damping=initial_damping, progress=progress, linear_solver=solver)
     result = solve(least_squares, config)
     solve_seconds = time.perf_counter() - start
     adjusted = problem.with_parameters(type(result[poses])(result[poses].data.cpu().double()),

@@ -3,6 +3,7 @@
 from .base import Factorization, LinearSolver
 from .cg import ConjugateGradient
 from .dense import DenseCholesky
+from .schur import SchurComplement
 from .sparse import SparseCholesky
 
-__all__ = ["ConjugateGradient", "DenseCholesky", "Factorization", "LinearSolver", "SparseCholesky"]
+__all__ = ["ConjugateGradient", "DenseCholesky", "Factorization", "LinearSolver", "SchurComplement", "SparseCholesky"]

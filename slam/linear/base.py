@@ -12,6 +12,7 @@ can reuse across iterations (orderings, symbolic factorizations) in
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 from torch import Tensor
 
@@ -36,6 +37,11 @@ class LinearSolver(abc.ABC):
 
     @abc.abstractmethod
     def factorize(self, structure: Structure, values: Tensor) -> Factorization: ...
+
+    def prepare(self, problem: Any) -> LinearSolver:
+        """This solver bound to ``problem`` (the optimizers call it once per solve); solvers that need
+        to know the problem's variables (``SchurComplement``) return a bound copy."""
+        return self
 
     def __repr__(self) -> str:
         return type(self).__name__

@@ -266,16 +266,23 @@ class _SparseSolve(torch.autograd.Function):
         grad_rhs = ctx.numeric.solve(grad_x)
         grad_values = None
         if ctx.needs_input_grad[0]:
-            # dL/dH = -grad_rhs xᵀ; an off-diagonal value stands for H[r, c] and H[c, r], so it gets both
-            # products; a diagonal one gets the product once (hence the halving of the doubled sum).
-            p = ctx.pattern
-            rows, cols = p.rows.to(x.device), p.cols.to(x.device)
-            g = -(grad_rhs[:, rows] * x[:, cols] + grad_rhs[:, cols] * x[:, rows])
-            if g.dim() == 3:  # several right-hand sides contribute additively
-                g = g.sum(-1)
-            g[:, p.diagonal.to(x.device)] *= 0.5
-            grad_values = g.to(device=ctx.values_device, dtype=ctx.values_dtype)
+            grad_values = pattern_gradient(ctx.pattern, grad_rhs, x).to(device=ctx.values_device,
+                                                                         dtype=ctx.values_dtype)
         return grad_values, grad_rhs, None
+
+
+def pattern_gradient(pattern: SparsePattern, grad_rhs: Tensor, x: Tensor) -> Tensor:
+    """``∂L/∂values`` of ``x = H⁻¹ b`` given ``grad_rhs = H⁻¹ ∂L/∂x``: ``(B, nnz)``.
+
+    ``∂L/∂H = -grad_rhs xᵀ``; an off-diagonal value stands for ``H[r, c]`` and ``H[c, r]``, so it gets
+    both products; a diagonal one gets the product once (hence the halving of the doubled sum).
+    """
+    rows, cols = pattern.rows.to(x.device), pattern.cols.to(x.device)
+    g = -(grad_rhs[:, rows] * x[:, cols] + grad_rhs[:, cols] * x[:, rows])
+    if g.dim() == 3:  # several right-hand sides contribute additively
+        g = g.sum(-1)
+    g[:, pattern.diagonal.to(x.device)] *= 0.5
+    return g
 
 
 def sparse_solve(values: Tensor, rhs: Tensor, factor: BatchedSparseCholesky) -> Tensor:

@@ -37,7 +37,7 @@ class SingularSystemError(RuntimeError):
 def make_linear_solver(choice: Any, problem: Problem) -> LinearSolver:
     """The ``LinearSolver`` for a config's ``linear_solver`` field (see ``_Common.linear_solver``)."""
     if isinstance(choice, LinearSolver):
-        return choice
+        return choice.prepare(problem)
     from ..linear.cg import ConjugateGradient
     from ..linear.dense import DenseCholesky
     from ..linear.sparse import SparseCholesky
