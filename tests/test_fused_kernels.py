@@ -109,3 +109,32 @@ def test_gradients_flow_through_a_solve_that_uses_the_kernels_elsewhere(generato
     result = slam.solve(differentiable, slam.LevenbergMarquardt(max_iterations=5))
     result[variable].data.sum().backward()
     assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("robust", [False, True])
+@pytest.mark.parametrize("batch", [None, 2])
+def test_bal_reprojection_linearization_equals_the_torch_path(robust, batch, monkeypatch):
+    from slam.ba import build, synthetic_bal
+
+    scene, _ = synthetic_bal(4, 25, seed=7, pixel_noise=3.0)
+    problem, variables = build(scene, loss=Huber(2.0) if robust else None)
+    values = problem.initial_values()
+    if batch:
+        values = [v._new(torch.cat([v.data, v.retract(1e-3 * torch.randn(*v.shape, v.tangent_dim,
+                                                                          dtype=torch.float64)).data])) for v in values]
+        problem.batch_size = 2
+    import slam._bal_kernels as bal
+
+    calls = []
+    original = bal.normal_blocks
+    monkeypatch.setattr(bal, "normal_blocks", lambda *a: (calls.append(1), original(*a))[1])
+    fused = problem.linearize(values)
+    assert calls, "the fused kernel did not run"
+    cost = problem.costs[0]
+    with monkeypatch.context() as m:
+        m.setattr(type(cost), "_fusable", lambda *a, **k: False)
+        reference = problem.linearize(values)
+        reference_cost = problem.cost(values)
+    for a, b in zip(fused, reference):
+        assert torch.allclose(a, b, rtol=1e-11, atol=1e-11 * float(b.abs().max())), float((a - b).abs().max())
+    assert torch.allclose(problem.cost(values), reference_cost, rtol=1e-12)

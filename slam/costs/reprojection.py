@@ -53,7 +53,59 @@ def _reprojection_jacobians(pose: SE3, intrinsics: Euclidean, point: Euclidean, 
     return r, [dr_dcam @ j_pose_cam, j_intrinsics, dr_dcam @ j_point_cam]
 
 
-BALReprojection = residual(_reprojection, jacobians=_reprojection_jacobians)
-BALReprojection.__name__ = BALReprojection.__qualname__ = "BALReprojection"
-BALReprojection.__doc__ = """BAL reprojection error in pixels:
-``BALReprojection(poses[c], intrinsics[c], points[p], observation=uv, loss=...)``."""
+class BALReprojection(residual(_reprojection, jacobians=_reprojection_jacobians)):
+    """BAL reprojection error in pixels:
+    ``BALReprojection(poses[c], intrinsics[c], points[p], observation=uv, loss=...)``.
+
+    Without a weight, in float64 on the CPU and where nothing needs autograd, it runs the fused
+    kernels of ``slam._bal_kernels``; everything else takes the torch path above.
+    """
+
+    def _fusable(self, pose: SE3, intrinsics: Euclidean, point: Euclidean, observation: Tensor) -> bool:
+        if self.weight is not None or type(pose) is not SE3:
+            return False
+        tensors = (pose.data, intrinsics.data, point.data, observation)
+        if any(t.device.type != "cpu" or t.dtype != torch.float64 for t in tensors):
+            return False
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return False
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def _arrays(self, pose: SE3, intrinsics: Euclidean, point: Euclidean, observation: Tensor) -> tuple:
+        batch = max(pose.data.reshape(-1, self.num, 7).shape[0], point.data.reshape(-1, self.num, 3).shape[0],
+                    intrinsics.data.reshape(-1, self.num, 3).shape[0])
+        return (batch, pose.data.expand(batch, self.num, 7).contiguous().numpy(),
+                intrinsics.data.expand(batch, self.num, 3).contiguous().numpy(),
+                point.data.expand(batch, self.num, 3).contiguous().numpy(),
+                observation.reshape(-1, self.num, 2).contiguous().numpy())
+
+    def fused_residuals(self, pose: SE3, intrinsics: Euclidean, point: Euclidean, *,
+                        observation: Tensor) -> Tensor | None:
+        if not self._fusable(pose, intrinsics, point, observation):
+            return None
+        from .. import _bal_kernels
+
+        batch, *arrays = self._arrays(pose, intrinsics, point, observation)
+        out = torch.empty(batch, self.num, 2, dtype=torch.float64)
+        _bal_kernels.residuals(*arrays, out.numpy())
+        return out
+
+    def fused_normal_blocks(self, pose: SE3, intrinsics: Euclidean, point: Euclidean, *, observation: Tensor,
+                            scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        if not self._fusable(pose, intrinsics, point, observation):
+            return None
+        from .. import _bal_kernels
+
+        batch, *arrays = self._arrays(pose, intrinsics, point, observation)
+        scale = torch.ones(1, self.num, dtype=torch.float64) if scale is None else scale.reshape(-1, self.num)
+        r = torch.empty(batch, self.num, 2, dtype=torch.float64)
+        j = torch.empty(batch, self.num, 2, 12, dtype=torch.float64)
+        h = torch.empty(batch, self.num, 78, dtype=torch.float64)
+        g = torch.empty(batch, self.num, 12, dtype=torch.float64)
+        _bal_kernels.normal_blocks(*arrays, scale.to(torch.float64).contiguous().numpy(), r.numpy(), j.numpy(),
+                                   h.numpy(), g.numpy())
+        return r, j, h, g

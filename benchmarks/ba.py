@@ -1,0 +1,156 @@
+"""Bundle adjustment on BAL problems: our LM (Schur complement) against GTSAM's and Ceres's, in one run.
+
+    python benchmarks/ba.py [--data-dir ../shared/data/bundle_adjustment] [--max-iterations 50]
+                            [--repeats 3] [--peer-repeats 1] [--no-gtsam] [--no-ceres] [names ...]
+
+Every solver starts from the file's parameters, without a robust kernel, for at most
+``--max-iterations`` LM iterations (relative cost decrease 1e-6 stops earlier), and every
+solver's output is judged by one and the same evaluation: ``BALProblem.cost()`` (½ Σ ‖r‖², BAL
+model) of the cameras and points it returns.  GTSAM: ``GeneralSFMFactorCal3Bundler`` factors
+from ``SfmData.FromBalFile`` (no gauge priors: stiff ones stop its LM early), its result written
+back with ``gtsam.writeBAL`` and read by our reader.  Ceres: ``benchmarks/_ceres_bal.py`` where
+pyceres is installed (SPARSE_SCHUR, 2 threads).  Times: ours the median of ``--repeats``
+(problem construction included), peers the median of ``--peer-repeats`` (their optimizer runs).
+Ratios are peer time / our time (> 1: ours faster).
+
+``--dense-vs-schur`` adds a table for small problems: our LM with the Schur complement against
+dense Cholesky and CHOLMOD on the full system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from slam.ba import BALProblem, optimize, synthetic_bal
+from slam.io import read_bal
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "bundle_adjustment"
+DEFAULT_NAMES = ["problem-49-7776-pre", "problem-39-18060-pre"]
+
+
+def gtsam_solve(path: Path, max_iterations: int, repeats: int) -> tuple[float, float, int]:
+    """Median seconds, BAL cost of GTSAM's result, iterations."""
+    import gtsam
+    from gtsam.symbol_shorthand import P
+
+    data = gtsam.SfmData.FromBalFile(str(path))
+    graph = data.generalSfmFactors()
+    initial = gtsam.Values()
+    for i in range(data.numberCameras()):
+        initial.insert(i, data.camera(i))
+    for j in range(data.numberTracks()):
+        initial.insert(P(j), data.track(j).point3())
+    params = gtsam.LevenbergMarquardtParams()
+    params.setMaxIterations(max_iterations)
+    params.setRelativeErrorTol(1e-6)
+    times, result, iterations = [], None, 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        optimizer = gtsam.LevenbergMarquardtOptimizer(graph, initial, params)
+        result = optimizer.optimize()
+        times.append(time.perf_counter() - start)
+        iterations = optimizer.iterations()
+    adjusted = gtsam.SfmData()
+    for i in range(data.numberCameras()):
+        adjusted.addCamera(result.atPinholeCameraCal3Bundler(i))
+    for j in range(data.numberTracks()):
+        track = data.track(j)
+        track.p = result.atPoint3(P(j))
+        adjusted.addTrack(track)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "gtsam.txt"
+        gtsam.writeBAL(str(out), adjusted)
+        cost = read_bal(out).cost()
+    return statistics.median(times), cost, iterations
+
+
+def ceres_solve(problem: BALProblem, max_iterations: int, repeats: int) -> tuple[float, float, int] | None:
+    try:
+        from _ceres_bal import ceres_bal_solve
+    except ImportError:
+        return None
+    runs = []
+    for _ in range(repeats):
+        try:
+            runs.append(ceres_bal_solve(problem.cameras.numpy(), problem.points.numpy(), problem.camera_index.numpy(),
+                                        problem.point_index.numpy(), problem.observations.numpy(),
+                                        max_iterations=max_iterations))
+        except ImportError:
+            return None
+    import torch
+
+    last = runs[-1]
+    judged = BALProblem(torch.from_numpy(last["cameras"]), torch.from_numpy(last["points"]), problem.camera_index,
+                        problem.point_index, problem.observations).cost()
+    return statistics.median(r["seconds"] for r in runs), judged, int(last["iterations"])
+
+
+def _table(header: list[str], rows: list[list[object]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", default=DEFAULT_NAMES)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--max-iterations", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peer-repeats", type=int, default=1)
+    parser.add_argument("--no-gtsam", action="store_true")
+    parser.add_argument("--no-ceres", action="store_true")
+    parser.add_argument("--dense-vs-schur", action="store_true")
+    args = parser.parse_args()
+
+    rows = []
+    for name in args.names:
+        path = args.data_dir / f"{name}.txt"
+        problem = read_bal(path)
+        print(problem.describe(), flush=True)
+        runs = [optimize(problem, max_iterations=args.max_iterations) for _ in range(args.repeats)]
+        ours = statistics.median(r.solve_seconds for r in runs)
+        our_cost = runs[-1].problem.cost()
+        row: list[object] = [name, f"{problem.cost():.6e}", f"{ours:.2f}", runs[-1].iterations, f"{our_cost:.6e}"]
+        for label, solve in (("gtsam", None if args.no_gtsam else lambda: gtsam_solve(path, args.max_iterations,
+                                                                                       args.peer_repeats)),
+                             ("ceres", None if args.no_ceres else lambda: ceres_solve(problem, args.max_iterations,
+                                                                                      args.peer_repeats))):
+            peer = solve() if solve else None
+            if peer is None:
+                row += ["-"] * 5
+                continue
+            seconds, cost, iterations = peer
+            row += [f"{seconds:.2f}", iterations, f"{cost:.6e}", f"{(our_cost - cost) / cost:+.1e}",
+                    f"{seconds / ours:.2f}x"]
+            print(f"  {label}: {seconds:.2f} s, {iterations} iterations, BAL cost {cost:.6e}", flush=True)
+        rows.append(row)
+    print()
+    _table(["problem", "initial cost", "ours s", "ours it", "ours cost", "gtsam s", "gtsam it", "gtsam cost",
+            "ours vs gtsam", "gtsam/ours", "ceres s", "ceres it", "ceres cost", "ours vs ceres", "ceres/ours"], rows)
+
+    if args.dense_vs_schur:
+        print()
+        small = [("dubrovnik-3-7-pre", read_bal(args.data_dir / "dubrovnik-3-7-pre.txt")),
+                 ("synthetic 10 cameras x 300 points", synthetic_bal(10, 300, seed=0)[0])]
+        rows = []
+        for label, problem in small:
+            timings = {}
+            for solver in ("schur", "dense", "cholmod"):
+                runs = [optimize(problem, max_iterations=args.max_iterations, linear_solver=solver)
+                        for _ in range(args.repeats)]
+                timings[solver] = (statistics.median(r.solve_seconds for r in runs), runs[-1].final_cost,
+                                   runs[-1].iterations)
+            rows.append([label, *(f"{timings[s][0]:.3f} ({timings[s][2]} it, {timings[s][1]:.4e})"
+                                  for s in ("schur", "dense", "cholmod")),
+                         f"{timings['dense'][0] / timings['schur'][0]:.1f}x"])
+        _table(["problem", "schur s (it, cost)", "dense s", "cholmod s", "dense/schur"], rows)
+
+
+if __name__ == "__main__":
+    main()
