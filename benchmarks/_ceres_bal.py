@@ -23,9 +23,12 @@ residual (and Jacobian) when the point is behind the camera (``P'[2] < eps``), w
 has no cheirality test (Ladybug's file has 31 such observations, worth 110.37 of its initial
 cost).  Observations behind their camera at the start therefore get a Python ``CostFunction``
 with BAL's formula (a handful of residual blocks; the others stay in C++).  An observation that
-crosses behind its camera during the solve would still be zeroed by COLMAP's cost:
-``"behind_camera_cxx"`` in the result counts those at the end (0 means Ceres' final cost is
-BAL's cost of the returned parameters).
+crosses behind its camera during the solve would be zeroed by COLMAP's cost, and the optimizer
+can exploit that (seen on Ladybug with ``cauchy:1``: 25 observations, final cost 1.2% below
+BAL's): after each solve the returned parameters are checked, every observation of a point that
+crossed goes to the Python cost, and the solve starts over (``rounds``; ``seconds`` is the last
+solve's).  ``"behind_camera_cxx"`` counts C++ observations behind their camera at the end: 0
+means Ceres' final cost is BAL's cost of the returned parameters.
 
 Robust losses ``"huber:s"`` / ``"cauchy:s"`` are Ceres' ``HuberLoss(s)`` / ``CauchyLoss(s)`` on
 each observation's 2-vector (``s`` a threshold on the pixel-error norm), the convention of
@@ -208,15 +211,19 @@ def ceres_bal_solve(cameras: np.ndarray, points: np.ndarray, camera_index: np.nd
         linear_solver: a ``pyceres.LinearSolverType`` name (``SPARSE_SCHUR``, ``DENSE_SCHUR``,
             ``ITERATIVE_SCHUR``, ``SPARSE_NORMAL_CHOLESKY``, ...); the Schur elimination
             ordering is Ceres' automatic one (the points).
+        max_rounds: solves from the start at most (see ``rounds`` below).
 
     Returns:
         dict with ``seconds`` (the ``pyceres.solve`` call only), ``initial_cost`` and
         ``final_cost`` (Ceres' own, 0.5 * sum rho), ``iterations`` (LM iterations after
         iteration 0, successful or not), ``successful_steps``, ``termination`` (Ceres' message),
-        ``cameras`` (C, 9) and ``points`` (P, 3) in BAL convention, ``python_blocks`` (number of
-        observations behind their camera at the start, evaluated by the Python cost) and
-        ``behind_camera_cxx`` (observations on the C++ cost behind their camera at the end,
-        whose residual COLMAP's cost zeroed; 0 unless a point crossed behind a camera).
+        ``cameras`` (C, 9) and ``points`` (P, 3) in BAL convention, and the bookkeeping of the
+        cheirality fix: ``python_blocks`` (observations on BAL's Python cost: those behind their
+        camera at the start, plus every observation of a point that crossed behind a camera on
+        COLMAP's cost in an earlier round), ``rounds`` (solves from the start; ``seconds`` and
+        the costs are the last one's), ``seconds_all`` (all rounds' solves) and
+        ``behind_camera_cxx`` (C++ observations behind their camera at the end, whose residual
+        COLMAP zeroed: 0 unless ``max_rounds`` ran out, and then ``final_cost`` is not BAL's).
 
     Raises:
         ImportError: pyceres / pycolmap missing (with the pip command).
@@ -236,14 +243,14 @@ def ceres_bal_solve(cameras: np.ndarray, points: np.ndarray, camera_index: np.nd
     solver_type = getattr(pyceres.LinearSolverType, linear_solver)
 
     # Cheirality at the start: BAL's P[2] >= 0 is COLMAP's P'[2] <= 0, a zero residual there.
-    in_python = ~(_depth(cameras, points, ci, pi) > 0.0)
+    in_python = _behind(_depth(cameras, points, ci, pi))
     seconds_all, rounds = 0.0, 0
     while True:
         rounds += 1
         result = _solve_once(pyceres, pycolmap, cameras, points, ci, pi, obs, in_python, loss_py, loss_type,
                              loss_scale, solver_type, max_iterations, num_threads)
         seconds_all += result["seconds"]
-        crossed = ~in_python & ~(_depth(result["cameras"], result["points"], ci, pi) > 0.0)
+        crossed = ~in_python & _behind(_depth(result["cameras"], result["points"], ci, pi))
         if not crossed.any() or rounds >= max_rounds:
             break
         # a point that went behind a camera on COLMAP's cost (whose residual is then zero): all
@@ -252,6 +259,11 @@ def ceres_bal_solve(cameras: np.ndarray, points: np.ndarray, camera_index: np.nd
     result.update(seconds_all=seconds_all, rounds=rounds, python_blocks=int(in_python.sum()),
                   behind_camera_cxx=int(crossed.sum()))
     return result
+
+
+def _behind(depth: np.ndarray) -> np.ndarray:
+    """Where COLMAP's cost zeroes the residual: ``P'[2] < DBL_EPSILON`` (or NaN)."""
+    return ~(depth >= np.finfo(np.float64).eps)
 
 
 def _depth(cameras, points, ci, pi) -> np.ndarray:

@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ba.add_argument("--max-iterations", type=int, default=50)
     ba.add_argument("--robust", metavar="KERNEL:SCALE", help="e.g. huber:1.0, cauchy:1.0 (on each pixel error)")
     ba.add_argument("--fix-intrinsics", action="store_true", help="keep f, k1, k2 as read")
-    ba.add_argument("--linear-solver", choices=["schur", "cholmod", "dense"], default="schur",
-                    help="schur: points eliminated (default); cholmod/dense: the full system")
+    ba.add_argument("--linear-solver", choices=["schur", "iterative-schur", "cholmod", "dense"], default="schur",
+                    help="schur: points eliminated, reduced system by Cholesky (default); iterative-schur: "
+                         "by block-Jacobi PCG; cholmod/dense: the full system")
     ba.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     ba.add_argument("--device", default="cpu")
     ba.add_argument("--output-dir", type=Path, help="where outputs go (default: slam-output/<name>/)")

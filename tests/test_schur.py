@@ -22,16 +22,19 @@ def _damped_system(problem, batch: int = 1):
     return h, -g.expand(batch, -1) * torch.linspace(1.0, 2.0, batch, dtype=h.dtype).unsqueeze(-1)
 
 
+@pytest.mark.parametrize("reduced", ["cholesky", "pcg"])
 @pytest.mark.parametrize("fixed", [{}, {"fix_cameras": [0], "fix_intrinsics": True}])
-def test_solution_equals_dense_cholesky(fixed):
+def test_solution_equals_dense_cholesky(fixed, reduced):
     scene, _ = synthetic_bal(5, 30, seed=3)
     problem, (_, _, points) = build(scene, **fixed)
     h, b = _damped_system(problem, batch=2)
-    schur = SchurComplement(points).prepare(problem).factorize(problem.structure, h)
+    solver = SchurComplement(points, reduced=reduced, tolerance=1e-13, max_iterations=2000)
+    schur = solver.prepare(problem).factorize(problem.structure, h)
     dense = DenseCholesky().factorize(problem.structure, h)
     assert bool(schur.ok.all())
     x, reference = schur.solve(b), dense.solve(b)
-    assert torch.allclose(x, reference, rtol=1e-9, atol=1e-9 * float(reference.abs().max()))
+    assert torch.allclose(x, reference, rtol=1e-8, atol=1e-8 * float(reference.abs().max()))
+    assert bool(schur.ok.all())
 
 
 def test_a_singular_point_block_is_reported_not_ok():
@@ -71,3 +74,13 @@ def test_unrolled_gradients_equal_those_through_dense_cholesky():
         gradients.append(observations.grad)
     assert gradients[0].abs().sum() > 0
     assert torch.allclose(gradients[0], gradients[1], rtol=1e-7, atol=1e-10)
+
+
+def test_iterative_schur_lm_reaches_the_exact_schur_optimum():
+    from slam.ba import optimize
+
+    scene, _ = synthetic_bal(6, 60, seed=8)
+    exact = optimize(scene, linear_solver="schur", function_tolerance=1e-10, max_iterations=100)
+    iterative = optimize(scene, linear_solver="iterative-schur", function_tolerance=1e-10, max_iterations=100)
+    assert iterative.converged and exact.converged
+    assert iterative.final_cost == pytest.approx(exact.final_cost, rel=1e-8)

@@ -84,13 +84,15 @@ def optimize(
     """Adjust cameras (pose and, unless fixed, ``f, k1, k2``) and points; ``solve_seconds`` includes
     building the problem.
 
-    ``linear_solver``: ``"schur"`` (points eliminated, ``slam.linear.SchurComplement``), or any choice
-    of ``LevenbergMarquardt.linear_solver`` (``"cholmod"`` factorizes the full system, ``"dense"`` too).
+    ``linear_solver``: ``"schur"`` (points eliminated, ``slam.linear.SchurComplement``; reduced system
+    by dense Cholesky), ``"iterative-schur"`` (the same, reduced system by block-Jacobi PCG), or any
+    choice of ``LevenbergMarquardt.linear_solver`` (``"cholmod"``, ``"dense"``: the full system).
     """
     start = time.perf_counter()
     least_squares, (poses, intrinsics, points) = build(problem, loss=loss, fix_intrinsics=fix_intrinsics,
                                                        fix_cameras=fix_cameras, dtype=dtype, device=device)
-    solver = SchurComplement(points) if linear_solver == "schur" else linear_solver
+    solver = {"schur": lambda: SchurComplement(points),
+              "iterative-schur": lambda: SchurComplement(points, reduced="pcg")}.get(linear_solver, lambda: linear_solver)()
     config = LevenbergMarquardt(max_iterations=max_iterations, function_tolerance=function_tolerance,
                                 initial_damping=initial_damping, progress=progress, linear_solver=solver)
     result = solve(least_squares, config)

@@ -6,7 +6,9 @@ With ``H = [[A, W], [Wᵀ, C]]`` and ``C`` block diagonal (one ``d x d`` block p
     S = A - W C⁻¹ Wᵀ,   S x_k = b_k - W C⁻¹ b_e,   x_e = C⁻¹ (b_e - Wᵀ x_k).
 
 ``S`` is formed densely (its size is the number of kept dimensions: 441 for Ladybug-49's cameras)
-and factorized by a batched dense Cholesky.  The index bookkeeping (which entries of ``H`` form
+and either factorized by a batched dense Cholesky (``reduced="cholesky"``, the default: exact) or
+solved by conjugate gradients preconditioned with the inverses of its diagonal blocks, one per kept
+variable element (``reduced="pcg"``: iterative Schur, to a relative residual ``tolerance``).  The index bookkeeping (which entries of ``H`` form
 ``A``, ``C`` and ``W``) is done once per structure (``SchurLayout``); each iteration runs two numba
 loops over the eliminated elements.  The solve is differentiable in ``H``'s values and the
 right-hand side (the same formulas as ``sparse_solve``), so every backward mode works.
@@ -49,6 +51,8 @@ class SchurLayout:
     """``(nW,)`` the kept column (index into ``S``) of each coupling row; ascending within an element."""
     w_slot: np.ndarray
     """``(nW, d)`` slots of ``W[keep, e's d columns]``."""
+    blocks: tuple[Tensor, ...]
+    """Per block size: ``(K, size)`` indices into ``S`` of the kept variable elements (block-Jacobi)."""
 
     @classmethod
     def analyze(cls, structure: Structure, table: int) -> SchurLayout:
@@ -85,16 +89,24 @@ class SchurLayout:
         pair_element = pairs // keep_columns.size
         ptr = np.zeros(layout.num_free + 1, dtype=np.int64)
         np.cumsum(np.bincount(pair_element, minlength=layout.num_free), out=ptr[1:])
+        by_size: dict[int, list[np.ndarray]] = {}
+        for position, kept in enumerate(structure.tables):
+            if position != table and kept.num_free:
+                columns = kept.offset + np.arange(kept.num_free * kept.dim).reshape(kept.num_free, kept.dim)
+                by_size.setdefault(kept.dim, []).append(keep_index[columns])
+        blocks = tuple(torch.from_numpy(np.concatenate(group)) for group in by_size.values())
         return cls(torch.from_numpy(keep_columns), torch.arange(lo, hi), d,
                    keep_index[rows[a]], keep_index[cols[a]], slots[a], c_slot, ptr,
-                   (pairs % keep_columns.size).astype(np.int64), w_slot)
+                   (pairs % keep_columns.size).astype(np.int64), w_slot, blocks)
 
 
 class SchurFactorization(Factorization):
-    def __init__(self, structure: Structure, layout: SchurLayout, values: Tensor):
+    def __init__(self, structure: Structure, layout: SchurLayout, values: Tensor, reduced: str = "cholesky",
+                 tolerance: float = 1e-10, max_iterations: int = 500):
         from . import _schur_kernels as kernels
 
         self.structure, self.layout, self.values = structure, layout, values
+        self.reduced, self.tolerance, self.max_iterations = reduced, tolerance, max_iterations
         v = values.detach().to("cpu", torch.float64)
         self._padded = torch.cat([v, torch.zeros(v.shape[0], 1, dtype=torch.float64)], dim=1).numpy()
         batch, nk, num = v.shape[0], layout.keep_columns.numel(), layout.c_slot.shape[0]
@@ -108,9 +120,34 @@ class SchurFactorization(Factorization):
                                               self._cinv[b])
         s_tensor = torch.from_numpy(s)
         s_tensor[~torch.from_numpy(ok)] = torch.eye(nk, dtype=torch.float64)  # placeholders, reported not ok
-        self._factor, info = torch.linalg.cholesky_ex(s_tensor)
+        if reduced == "cholesky":
+            self._factor, info = torch.linalg.cholesky_ex(s_tensor)
+        else:  # block-Jacobi preconditioner: the inverse of each kept element's diagonal block of S
+            self._s, self._block_inverses = s_tensor, []
+            info = torch.zeros(batch, dtype=torch.int32)
+            for index in layout.blocks:
+                block = s_tensor[:, index.unsqueeze(-1), index.unsqueeze(-2)]
+                factor, block_info = torch.linalg.cholesky_ex(block)
+                info = info | block_info.amax(-1)
+                self._block_inverses.append(torch.cholesky_inverse(factor))
         self._ok = torch.from_numpy(ok) & (info == 0)
         self.ok = self._ok.to(values.device)
+
+    def _solve_reduced(self, rhs: Tensor) -> Tensor:
+        if self.reduced == "cholesky":
+            return torch.cholesky_solve(rhs.unsqueeze(-1), self._factor).squeeze(-1)
+        from .cg import preconditioned_cg
+
+        def precondition(r: Tensor) -> Tensor:
+            z = torch.empty_like(r)
+            for index, inverse in zip(self.layout.blocks, self._block_inverses):
+                z[:, index] = (inverse @ r[:, index].unsqueeze(-1)).squeeze(-1)
+            return z
+
+        x, failed = preconditioned_cg(lambda v: (self._s @ v.unsqueeze(-1)).squeeze(-1), precondition, rhs,
+                                      self.tolerance, self.max_iterations)
+        self._ok = self._ok & ~failed
+        return x
 
     def _solve(self, rhs: Tensor) -> Tensor:
         """``H⁻¹ rhs`` for ``rhs: (B, n)`` in float64 on the CPU (zeros where not ok)."""
@@ -124,7 +161,7 @@ class SchurFactorization(Factorization):
         for b in range(r.shape[0]):
             kernels.reduce_rhs(self._padded[b], layout.ptr, layout.keep, layout.w_slot, self._cinv[b],
                                rhs_keep[b].numpy(), rhs_elim[b], reduced[b].numpy())
-        x_keep = torch.cholesky_solve(reduced.unsqueeze(-1), self._factor).squeeze(-1)
+        x_keep = self._solve_reduced(reduced)
         x_elim = np.empty_like(rhs_elim)
         for b in range(r.shape[0]):
             kernels.back_substitute(self._padded[b], layout.ptr, layout.keep, layout.w_slot, self._cinv[b],
@@ -162,16 +199,22 @@ class _SchurSolve(torch.autograd.Function):
 
 
 class SchurComplement(LinearSolver):
-    """Eliminate the elements of ``eliminate`` (e.g. the points of bundle adjustment), factorize the
-    reduced system densely.  Bound to a problem by the optimizer (``prepare``)."""
+    """Eliminate the elements of ``eliminate`` (e.g. the points of bundle adjustment), then solve the
+    reduced system by dense Cholesky or block-Jacobi PCG (``reduced``).  Bound to a problem by the
+    optimizer (``prepare``)."""
 
     name = "schur"
 
-    def __init__(self, eliminate: Variable, *, _table: int | None = None):
-        self.eliminate, self._table = eliminate, _table
+    def __init__(self, eliminate: Variable, *, reduced: str = "cholesky", tolerance: float = 1e-10,
+                 max_iterations: int = 500, _table: int | None = None):
+        if reduced not in ("cholesky", "pcg"):
+            raise ValueError(f"reduced must be 'cholesky' or 'pcg', got {reduced!r}")
+        self.eliminate, self.reduced, self._table = eliminate, reduced, _table
+        self.tolerance, self.max_iterations = tolerance, max_iterations
 
     def prepare(self, problem: Any) -> SchurComplement:
-        return SchurComplement(self.eliminate, _table=problem.position(self.eliminate))
+        return SchurComplement(self.eliminate, reduced=self.reduced, tolerance=self.tolerance,
+                               max_iterations=self.max_iterations, _table=problem.position(self.eliminate))
 
     def factorize(self, structure: Structure, values: Tensor) -> SchurFactorization:
         if self._table is None:
@@ -179,7 +222,8 @@ class SchurComplement(LinearSolver):
         key = ("schur", self._table)
         if key not in structure.solver_cache:
             structure.solver_cache[key] = SchurLayout.analyze(structure, self._table)
-        return SchurFactorization(structure, structure.solver_cache[key], values)
+        return SchurFactorization(structure, structure.solver_cache[key], values, self.reduced, self.tolerance,
+                                  self.max_iterations)
 
     def __repr__(self) -> str:
-        return f"SchurComplement(eliminate={self.eliminate.name})"
+        return f"SchurComplement(eliminate={self.eliminate.name}, reduced={self.reduced})"
