@@ -93,8 +93,11 @@ def optimize(
                                                        fix_cameras=fix_cameras, dtype=dtype, device=device)
     solver = {"schur": lambda: SchurComplement(points),
               "iterative-schur": lambda: SchurComplement(points, reduced="pcg")}.get(linear_solver, lambda: linear_solver)()
+    # Ceres' scaling (the current diag(JᵀJ)): on Ladybug-49 it reaches the optimum in 32 iterations,
+    # the running maximum takes more than 50 (measured).
     config = LevenbergMarquardt(max_iterations=max_iterations, function_tolerance=function_tolerance,
-                                initial_damping=initial_damping, progress=progress, linear_solver=solver)
+                                initial_damping=initial_damping, damping="marquardt-current", progress=progress,
+                                linear_solver=solver)
     result = solve(least_squares, config)
     solve_seconds = time.perf_counter() - start
     adjusted = problem.with_parameters(type(result[poses])(result[poses].data.cpu().double()),

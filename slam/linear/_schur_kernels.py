@@ -77,14 +77,20 @@ def reduce_matrix(values, a_row, a_col, a_slot, c_slot, ptr, keep, w_slot, s_out
                     acc += cinv_out[e, a, b] * w[i, b]
                 y[i, a] = acc
         # An element's coupling rows are sorted by kept column (SchurLayout), so j <= i is the lower triangle.
-        for i in range(m):
-            ki = keep[start + i]
-            for j in range(i + 1):
-                kj = keep[start + j]
-                acc = 0.0
-                for a in range(d):
-                    acc += y[i, a] * w[j, a]
-                s_out[ki, kj] -= acc
+        if d == 3:  # bundle adjustment's points: the inner product written out
+            for i in range(m):
+                row = s_out[keep[start + i]]
+                y0, y1, y2 = y[i, 0], y[i, 1], y[i, 2]
+                for j in range(i + 1):
+                    row[keep[start + j]] -= y0 * w[j, 0] + y1 * w[j, 1] + y2 * w[j, 2]
+        else:
+            for i in range(m):
+                row = s_out[keep[start + i]]
+                for j in range(i + 1):
+                    acc = 0.0
+                    for a in range(d):
+                        acc += y[i, a] * w[j, a]
+                    row[keep[start + j]] -= acc
     for i in range(nk):
         for j in range(i):
             s_out[j, i] = s_out[i, j]

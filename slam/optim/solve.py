@@ -180,8 +180,9 @@ def _iterate(
             stop(cost.detach() <= cfg.cost_tolerance, "cost tolerance", True)
             if not bool(active.any()):
                 break
+        marquardt = lm and cfg.damping in ("marquardt", "marquardt-current")
         d = (h.detach()[:, diagonal].clamp(cfg.min_diagonal, cfg.max_diagonal)
-             if lm and cfg.damping == "marquardt" else torch.ones(batch, structure.n, dtype=dtype, device=device))
+             if marquardt else torch.ones(batch, structure.n, dtype=dtype, device=device))
         if lm and cfg.damping == "marquardt":  # running maximum (see LevenbergMarquardt.damping)
             d = d if d_max is None else torch.maximum(d, d_max)
             d_max = d
