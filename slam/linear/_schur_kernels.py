@@ -1,6 +1,9 @@
 """numba kernels of ``slam.linear.schur``: the reduced system of a block-diagonal elimination, and
 the back-substitution.  Every array index below comes from ``SchurLayout``; ``values`` is one
-problem's ``H`` lower-triangle values with a trailing 0 (the slot of absent entries)."""
+problem's ``H`` lower-triangle values with a trailing 0 (the slot of absent entries).  The blocks
+``C_e`` (``c: (P, d, d)``) and the coupling rows ``w: (nW, d)`` arrive already gathered into
+contiguous arrays: read in place they are scattered over all of ``H``'s values (tens of MB for
+bundle adjustment) and every read would miss the cache."""
 
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ def _invert_spd(c, out):
 
 
 @_jit
-def reduce_matrix(values, a_row, a_col, a_slot, c_slot, ptr, keep, w_slot, s_out, cinv_out):
+def reduce_matrix(values, a_row, a_col, a_slot, c_blocks, ptr, keep, w_rows, s_out, cinv_out):
     """``S = A - Σ_e W_e C_e⁻¹ W_eᵀ`` into the dense ``s_out (nk, nk)``, and ``C_e⁻¹`` into
     ``cinv_out (P, d, d)``.  Returns False if some ``C_e`` is not positive definite."""
     nk = s_out.shape[0]
@@ -53,24 +56,17 @@ def reduce_matrix(values, a_row, a_col, a_slot, c_slot, ptr, keep, w_slot, s_out
             s_out[i, j] = 0.0
     for k in range(a_row.shape[0]):
         s_out[a_row[k], a_col[k]] += values[a_slot[k]]  # lower triangle only; mirrored at the end
-    d = c_slot.shape[1]
-    c = np.empty((d, d))
+    d = c_blocks.shape[1]
     widest = 0
     for e in range(ptr.shape[0] - 1):
         widest = max(widest, ptr[e + 1] - ptr[e])
-    w = np.empty((widest, d))  # this element's coupling rows, gathered once (the pair loop is hot)
     y = np.empty((widest, d))
     for e in range(ptr.shape[0] - 1):
-        for a in range(d):
-            for b in range(d):
-                c[a, b] = values[c_slot[e, a, b]]
-        if not _invert_spd(c, cinv_out[e]):
+        if not _invert_spd(c_blocks[e], cinv_out[e]):
             return False
         start, m = ptr[e], ptr[e + 1] - ptr[e]
-        for i in range(m):  # w_i and y_i = C⁻¹ w_i
-            for a in range(d):
-                w[i, a] = values[w_slot[start + i, a]]
-        for i in range(m):
+        w = w_rows[start : start + m]
+        for i in range(m):  # y_i = C⁻¹ w_i
             for a in range(d):
                 acc = 0.0
                 for b in range(d):
@@ -98,7 +94,7 @@ def reduce_matrix(values, a_row, a_col, a_slot, c_slot, ptr, keep, w_slot, s_out
 
 
 @_jit
-def reduce_rhs(values, ptr, keep, w_slot, cinv, rhs_keep, rhs_elim, out):
+def reduce_rhs(w_rows, ptr, keep, cinv, rhs_keep, rhs_elim, out):
     """``out = rhs_keep - Σ_e W_e C_e⁻¹ rhs_e`` (``rhs_elim: (P, d)``)."""
     d = cinv.shape[1]
     for k in range(out.shape[0]):
@@ -113,12 +109,12 @@ def reduce_rhs(values, ptr, keep, w_slot, cinv, rhs_keep, rhs_elim, out):
         for i in range(ptr[e], ptr[e + 1]):
             acc = 0.0
             for a in range(d):
-                acc += values[w_slot[i, a]] * z[a]
+                acc += w_rows[i, a] * z[a]
             out[keep[i]] -= acc
 
 
 @_jit
-def back_substitute(values, ptr, keep, w_slot, cinv, x_keep, rhs_elim, out):
+def back_substitute(w_rows, ptr, keep, cinv, x_keep, rhs_elim, out):
     """``out_e = C_e⁻¹ (rhs_e - W_eᵀ x_keep)`` for every eliminated element: ``out (P, d)``."""
     d = cinv.shape[1]
     r = np.empty(d)
@@ -128,7 +124,7 @@ def back_substitute(values, ptr, keep, w_slot, cinv, x_keep, rhs_elim, out):
         for i in range(ptr[e], ptr[e + 1]):
             x = x_keep[keep[i]]
             for a in range(d):
-                r[a] -= values[w_slot[i, a]] * x
+                r[a] -= w_rows[i, a] * x
         for a in range(d):
             acc = 0.0
             for b in range(d):

@@ -113,11 +113,13 @@ class SchurFactorization(Factorization):
         s = np.empty((batch, nk, nk))
         self._cinv = np.zeros((batch, num, layout.d, layout.d))
         ok = np.zeros(batch, dtype=bool)
+        # The coupling rows W, gathered once into a contiguous array (see _schur_kernels)
+        self._w = self._padded[:, layout.w_slot]
         for b in range(batch):
             if np.isfinite(self._padded[b]).all():
                 ok[b] = kernels.reduce_matrix(self._padded[b], layout.a_row, layout.a_col, layout.a_slot,
-                                              layout.c_slot, layout.ptr, layout.keep, layout.w_slot, s[b],
-                                              self._cinv[b])
+                                              self._padded[b][layout.c_slot], layout.ptr, layout.keep, self._w[b],
+                                              s[b], self._cinv[b])
         s_tensor = torch.from_numpy(s)
         s_tensor[~torch.from_numpy(ok)] = torch.eye(nk, dtype=torch.float64)  # placeholders, reported not ok
         if reduced == "cholesky":
@@ -159,13 +161,13 @@ class SchurFactorization(Factorization):
         rhs_elim = r[:, layout.elim_columns].reshape(r.shape[0], -1, layout.d).contiguous().numpy()
         reduced = torch.empty_like(rhs_keep)
         for b in range(r.shape[0]):
-            kernels.reduce_rhs(self._padded[b], layout.ptr, layout.keep, layout.w_slot, self._cinv[b],
-                               rhs_keep[b].numpy(), rhs_elim[b], reduced[b].numpy())
+            kernels.reduce_rhs(self._w[b], layout.ptr, layout.keep, self._cinv[b], rhs_keep[b].numpy(), rhs_elim[b],
+                               reduced[b].numpy())
         x_keep = self._solve_reduced(reduced)
         x_elim = np.empty_like(rhs_elim)
         for b in range(r.shape[0]):
-            kernels.back_substitute(self._padded[b], layout.ptr, layout.keep, layout.w_slot, self._cinv[b],
-                                    x_keep[b].numpy(), rhs_elim[b], x_elim[b])
+            kernels.back_substitute(self._w[b], layout.ptr, layout.keep, self._cinv[b], x_keep[b].numpy(),
+                                    rhs_elim[b], x_elim[b])
         x = torch.zeros_like(r)
         x[:, layout.keep_columns] = x_keep
         x[:, layout.elim_columns] = torch.from_numpy(x_elim).reshape(r.shape[0], -1)
