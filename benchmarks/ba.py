@@ -13,13 +13,19 @@ pyceres is installed (SPARSE_SCHUR, 2 threads).  Times: ours the median of ``--r
 (problem construction included), peers the median of ``--peer-repeats`` (their optimizer runs).
 Ratios are peer time / our time (> 1: ours faster).
 
+Our first solve in a process also loads the compiled kernels (~0.5 s); an untimed 1-iteration
+solve does that before the timed ones, as the peers' code is compiled ahead of time.
+
 ``--dense-vs-schur`` adds a table for small problems: our LM with the Schur complement against
-dense Cholesky and CHOLMOD on the full system.
+dense Cholesky and CHOLMOD on the full system.  ``--memory`` adds each solver's peak resident
+memory during one solve, above the resident memory just before it (sampled every millisecond in
+a fresh process per solver, ``multiprocessing`` spawn).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -89,6 +95,55 @@ def ceres_solve(problem: BALProblem, max_iterations: int, repeats: int) -> tuple
     return statistics.median(r["seconds"] for r in runs), judged, int(last["iterations"])
 
 
+def _current_rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_child(which: str, path: str, max_iterations: int) -> tuple[float, float]:
+    """Runs in a fresh process: the resident memory before one solve and its peak during the solve
+    (sampled every millisecond), in MiB.  Ours loads its compiled kernels before (on a tiny problem)."""
+    import sys
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    problem = read_bal(path)
+    if which == "ours":
+        optimize(synthetic_bal(2, 10)[0], max_iterations=1)  # load the compiled kernels first (start-up)
+    before = _current_rss_mib()
+    peak, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _current_rss_mib())
+            done.wait(1e-3)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    if which == "ours":
+        optimize(problem, max_iterations=max_iterations)
+    elif which == "gtsam":
+        gtsam_solve(Path(path), max_iterations, 1)
+    elif which == "ceres":
+        ceres_solve(problem, max_iterations, 1)
+    done.set()
+    sampler.join()
+    return before, max(peak[0], _current_rss_mib())
+
+
+def peak_memory(path: Path, max_iterations: int, solvers: list[str]) -> dict[str, tuple[float, float]]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    out = {}
+    for which in solvers:
+        pool = context.Pool(1)
+        out[which] = pool.apply(_peak_rss_child, (which, str(path), max_iterations))
+        pool.close()
+        pool.join()
+    return out
+
+
 def _table(header: list[str], rows: list[list[object]]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
@@ -106,6 +161,7 @@ def main() -> None:
     parser.add_argument("--no-gtsam", action="store_true")
     parser.add_argument("--no-ceres", action="store_true")
     parser.add_argument("--dense-vs-schur", action="store_true")
+    parser.add_argument("--memory", action="store_true", help="peak RSS of each solver in a fresh process")
     args = parser.parse_args()
 
     rows = []
@@ -113,6 +169,7 @@ def main() -> None:
         path = args.data_dir / f"{name}.txt"
         problem = read_bal(path)
         print(problem.describe(), flush=True)
+        optimize(problem, max_iterations=1)  # load the compiled kernels (untimed)
         runs = [optimize(problem, max_iterations=args.max_iterations) for _ in range(args.repeats)]
         ours = statistics.median(r.solve_seconds for r in runs)
         our_cost = runs[-1].problem.cost()
@@ -133,6 +190,15 @@ def main() -> None:
     print()
     _table(["problem", "initial cost", "ours s", "ours it", "ours cost", "gtsam s", "gtsam it", "gtsam cost",
             "ours vs gtsam", "gtsam/ours", "ceres s", "ceres it", "ceres cost", "ours vs ceres", "ceres/ours"], rows)
+
+    if args.memory:
+        print()
+        solvers = ["ours"] + ([] if args.no_gtsam else ["gtsam"]) + ([] if args.no_ceres else ["ceres"])
+        rows = []
+        for name in args.names:
+            peaks = peak_memory(args.data_dir / f"{name}.txt", args.max_iterations, solvers)
+            rows.append([name, *(f"{peaks[s][1] - peaks[s][0]:.0f}" for s in solvers)])
+        _table(["problem", *(f"{s}: peak MiB above the RSS before the solve" for s in solvers)], rows)
 
     if args.dense_vs_schur:
         print()

@@ -146,23 +146,27 @@ def test_lm_reaches_scipy_optimum():
     assert result.final_cost == pytest.approx(reference.cost, rel=1e-6)
 
 
-def test_gradients_flow_to_observations_through_the_implicit_solve():
+@pytest.mark.parametrize("wrt", ["observations", "intrinsics"])
+def test_gradients_flow_through_the_implicit_solve(wrt):
+    """Gradients of the adjusted points with respect to the observed pixels and to the (fixed)
+    intrinsics equal central differences of the whole solve."""
     problem, _ = synthetic_bal(4, 20, seed=2, pixel_noise=0.5)
-    observations = problem.observations.clone().requires_grad_(True)
+    given = (problem.observations if wrt == "observations" else problem.cameras[:, 6:9]).clone()
 
-    def solved_points(pixels):
-        least, (_, _, points) = build(problem, fix_cameras=[0, 1], fix_intrinsics=True, observations=pixels)
+    def solved_points(tensor):
+        least, (_, _, points) = build(problem, fix_cameras=[0, 1], fix_intrinsics=True, **{wrt: tensor})
         result = slam.solve(least, slam.LevenbergMarquardt(max_iterations=30, function_tolerance=1e-14),
                             slam.Implicit())
         return result[points].data
 
     weights = torch.linspace(-1, 1, problem.num_points * 3, dtype=torch.float64).reshape(-1, 3)
-    (solved_points(observations) * weights).sum().backward()
-    grad = observations.grad
+    leaf = given.clone().requires_grad_(True)
+    (solved_points(leaf) * weights).sum().backward()
+    grad = leaf.grad
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
-    eps = 1e-4
-    for index in [(0, 0), (17, 1), (63, 0)]:
-        plus, minus = problem.observations.clone(), problem.observations.clone()
+    eps = 1e-4 if wrt == "observations" else 1e-6
+    for index in ([(0, 0), (17, 1), (63, 0)] if wrt == "observations" else [(0, 0), (2, 1), (3, 2)]):
+        plus, minus = given.clone(), given.clone()
         plus[index] += eps
         minus[index] -= eps
         with torch.no_grad():
@@ -202,3 +206,12 @@ def test_cli_ba_reports_bad_input_without_traceback(tmp_path, capsys):
     path = _file(tmp_path, GOOD.replace("500\n", "5x0\n"))
     assert slam.cli.main(["-q", "ba", str(path)]) == 2
     assert f"{path}:9: field camera 0 f is not a number" in capsys.readouterr().err
+
+
+def test_points_behind_a_camera_are_kept_and_counted():
+    problem, _ = synthetic_bal(3, 10, seed=9)
+    points = problem.points.clone()
+    points[0] = problem.poses()[0].inverse().act(torch.tensor([0.1, 0.2, 5.0], dtype=torch.float64))  # z > 0
+    moved = type(problem)(problem.cameras, points, problem.camera_index, problem.point_index, problem.observations)
+    assert "(1 behind their camera)" in moved.describe()
+    assert math.isfinite(moved.cost())  # evaluated by the same formula, as BAL's tools and Ceres do

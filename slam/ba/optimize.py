@@ -43,6 +43,7 @@ class BAResult:
 
 def build(problem: BALProblem, *, loss: RobustLoss | None = None, fix_intrinsics: bool = False,
           fix_cameras: Sequence[int] = (), observations: torch.Tensor | None = None,
+          intrinsics: torch.Tensor | None = None,
           dtype: torch.dtype = torch.float64,
           device: str | torch.device = "cpu") -> tuple[Problem, tuple[Variable, ...]]:
     """The least-squares problem (one vectorized ``BALReprojection`` cost) and its variables
@@ -50,7 +51,9 @@ def build(problem: BALProblem, *, loss: RobustLoss | None = None, fix_intrinsics
 
     ``fix_cameras`` holds those camera poses fixed (e.g. two of them remove the 7-dof similarity
     gauge, which implicit differentiation needs); ``observations`` replaces the problem's pixels
-    ``(O, 2)`` by a tensor that may require grad (gradients of the solution flow to it).
+    ``(O, 2)`` and ``intrinsics`` its ``(C, 3)`` values of ``(f, k1, k2)`` (initial values, or the
+    fixed values with ``fix_intrinsics``) by tensors that may require grad: gradients of the solution
+    flow to them.
     """
     def move(t: torch.Tensor) -> torch.Tensor:
         return t.to(dtype=dtype, device=device)
@@ -58,13 +61,14 @@ def build(problem: BALProblem, *, loss: RobustLoss | None = None, fix_intrinsics
     fixed_poses = torch.as_tensor(list(fix_cameras), dtype=torch.long) if len(fix_cameras) else None
     poses = Variable(type(problem.poses())(move(problem.poses().data)), fixed=fixed_poses, name="camera_pose")
     fixed = torch.arange(problem.num_cameras) if fix_intrinsics else None
-    intrinsics = Variable(Euclidean(move(problem.cameras[:, 6:9].clone())), fixed=fixed, name="intrinsics")
+    k = problem.cameras[:, 6:9].clone() if intrinsics is None else intrinsics
+    intrinsics_variable = Variable(Euclidean(move(k)), fixed=fixed, name="intrinsics")
     points = Variable(Euclidean(move(problem.points.clone())), name="point")
     c, p = problem.camera_index.to(device), problem.point_index.to(device)
     pixels = problem.observations if observations is None else observations
-    cost = BALReprojection(poses[c], intrinsics[c], points[p], observation=move(pixels), loss=loss,
+    cost = BALReprojection(poses[c], intrinsics_variable[c], points[p], observation=move(pixels), loss=loss,
                            name="reprojection")
-    return Problem([cost]), (poses, intrinsics, points)
+    return Problem([cost]), (poses, intrinsics_variable, points)
 
 
 def optimize(
