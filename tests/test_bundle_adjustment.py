@@ -213,5 +213,5 @@ def test_points_behind_a_camera_are_kept_and_counted():
     points = problem.points.clone()
     points[0] = problem.poses()[0].inverse().act(torch.tensor([0.1, 0.2, 5.0], dtype=torch.float64))  # z > 0
     moved = type(problem)(problem.cameras, points, problem.camera_index, problem.point_index, problem.observations)
-    assert "(1 behind their camera)" in moved.describe()
+    assert "(3 of them behind their camera)" in moved.describe()  # point 0 is behind all three cameras
     assert math.isfinite(moved.cost())  # evaluated by the same formula, as BAL's tools and Ceres do

@@ -86,4 +86,4 @@ class BALProblem:
         name = Path(self.source).name if self.source else "BAL problem"
         behind = int((self.camera_frame_points()[:, 2] > 0).sum())
         return (f"{name}: {self.num_cameras} cameras, {self.num_points} points, {self.num_observations} observations"
-                + (f" ({behind} behind their camera)" if behind else ""))
+                + (f" ({behind} of them behind their camera)" if behind else ""))
