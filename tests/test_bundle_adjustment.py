@@ -215,3 +215,30 @@ def test_points_behind_a_camera_are_kept_and_counted():
     moved = type(problem)(problem.cameras, points, problem.camera_index, problem.point_index, problem.observations)
     assert "(3 of them behind their camera)" in moved.describe()  # point 0 is behind all three cameras
     assert math.isfinite(moved.cost())  # evaluated by the same formula, as BAL's tools and Ceres do
+
+
+@pytest.mark.parametrize("distortion", [False, True])
+def test_pinhole_jacobians_equal_autograd_and_finite_differences(distortion, generator):
+    from slam.costs.reprojection import _pinhole, _pinhole_jacobians, pinhole_project
+
+    n = 40
+    pose = SE3.random(n, generator=generator, dtype=torch.float64)
+    in_camera = torch.cat([torch.randn(n, 2, generator=generator, dtype=torch.float64),
+                           5.0 + 10.0 * torch.rand(n, 1, generator=generator, dtype=torch.float64)], -1)  # +z: in front
+    point = Euclidean(pose.inverse().act(in_camera))
+    values = [500 + torch.rand(n, generator=generator, dtype=torch.float64), 480 + torch.rand(n, dtype=torch.float64),
+              torch.full((n,), 320.0, dtype=torch.float64), torch.full((n,), 240.0, dtype=torch.float64)]
+    if distortion:
+        values += [0.1 * torch.randn(n, generator=generator, dtype=torch.float64),
+                   0.01 * torch.randn(n, generator=generator, dtype=torch.float64)]
+    intrinsics = Euclidean(torch.stack(values, -1))
+    uv = pinhole_project(in_camera, intrinsics.data) + torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    r, jacobians = _pinhole_jacobians(pose, intrinsics, point, observation=uv)
+    assert torch.allclose(r, _pinhole(pose, intrinsics, point, observation=uv))
+    # an independent projection: OpenCV's model written out for one point
+    x, y = (in_camera[0, :2] / in_camera[0, 2]).tolist()
+    k = intrinsics.data[0].tolist()
+    radial = 1 + (k[4] * (x * x + y * y) + k[5] * (x * x + y * y) ** 2 if distortion else 0.0)
+    assert r[0].tolist() == pytest.approx([k[0] * radial * x + k[2] - float(uv[0, 0]),
+                                           k[1] * radial * y + k[3] - float(uv[0, 1])], rel=1e-12)
+    check_jacobians(lambda a, b, c: _pinhole(a, b, c, observation=uv), [pose, intrinsics, point], jacobians, atol=1e-6)

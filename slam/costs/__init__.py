@@ -2,6 +2,6 @@
 
 from .base import Cost, autodiff_jacobians, residual
 from .pose_graph import Between, Prior
-from .reprojection import BALReprojection
+from .reprojection import BALReprojection, PinholeReprojection
 
-__all__ = ["Cost", "residual", "autodiff_jacobians", "Between", "Prior", "BALReprojection"]
+__all__ = ["Cost", "residual", "autodiff_jacobians", "Between", "Prior", "BALReprojection", "PinholeReprojection"]

@@ -2,9 +2,16 @@
 
 ``BALReprojection(poses[c], intrinsics[c], points[p], observation=uv)``: the BAL camera model
 (``slam.ba.bal_problem``): ``P = T X`` for the world-to-camera pose ``T``, ``p = -P[:2] / P[2]``,
-residual ``f (1 + k1 ‖p‖² + k2 ‖p‖⁴) p - uv`` in pixels.  Jacobians are with respect to the
-pose's right tangent (``liegeo.conventions``: ``∂(T Exp(δ) X)/∂δ = R [I | -[X]×]``), the intrinsics
-``(f, k1, k2)`` and the point.  Fix the intrinsics by marking them fixed in their ``Variable``.
+residual ``f (1 + k1 ‖p‖² + k2 ‖p‖⁴) p - uv`` in pixels.
+
+``PinholeReprojection(poses[c], intrinsics[c], points[p], observation=uv)``: the usual pinhole
+camera looking down its +z axis (OpenCV/COLMAP convention), intrinsics ``(fx, fy, cx, cy)`` or
+``(fx, fy, cx, cy, k1, k2)`` with radial distortion: ``p = P[:2] / P[2]``,
+``d = 1 + k1 ‖p‖² + k2 ‖p‖⁴``, residual ``(fx d p_x + cx, fy d p_y + cy) - uv``.
+
+Jacobians are with respect to the pose's right tangent (``liegeo.conventions``:
+``∂(T Exp(δ) X)/∂δ = R [I | -[X]×]``), the intrinsics and the point.  Fix the intrinsics by marking
+them fixed in their ``Variable``.
 """
 
 from __future__ import annotations
@@ -109,3 +116,57 @@ class BALReprojection(residual(_reprojection, jacobians=_reprojection_jacobians)
         _bal_kernels.normal_blocks(*arrays, scale.to(torch.float64).contiguous().numpy(), r.numpy(), j.numpy(),
                                    h.numpy(), g.numpy())
         return r, j, h, g
+
+
+def pinhole_project(camera_points: Tensor, intrinsics: Tensor) -> Tensor:
+    """Pixels ``(..., 2)`` of points ``(..., 3)`` in a +z-looking camera frame, for intrinsics
+    ``(..., 4)`` = ``(fx, fy, cx, cy)`` or ``(..., 6)`` with ``k1, k2`` appended."""
+    p = camera_points[..., :2] / camera_points[..., 2:3]
+    if intrinsics.shape[-1] == 6:
+        rho = p.square().sum(-1, keepdim=True)
+        p = p * (1.0 + rho * (intrinsics[..., 4:5] + intrinsics[..., 5:6] * rho))
+    return p * intrinsics[..., 0:2] + intrinsics[..., 2:4]
+
+
+def _pinhole(pose: SE3, intrinsics: Euclidean, point: Euclidean, *, observation: Tensor) -> Tensor:
+    return pinhole_project(pose.act(point.data), intrinsics.data) - observation
+
+
+def _pinhole_jacobians(pose: SE3, intrinsics: Euclidean, point: Euclidean, *,
+                       observation: Tensor) -> tuple[Tensor, list[Tensor]]:
+    cam, (j_pose_cam, j_point_cam) = pose.act(point.data, jacobians=True)
+    k = intrinsics.data
+    inv_z = 1.0 / cam[..., 2:3]
+    p = cam[..., :2] * inv_z
+    focal = k[..., 0:2]
+    zeros, ones = torch.zeros_like(inv_z), torch.ones_like(inv_z)
+    # ∂p/∂P = [[1/z, 0, -p_x/z], [0, 1/z, -p_y/z]]
+    dp_dcam = torch.stack([torch.cat([inv_z, zeros, -p[..., 0:1] * inv_z], -1),
+                           torch.cat([zeros, inv_z, -p[..., 1:2] * inv_z], -1)], dim=-2)
+    if k.shape[-1] == 6:
+        k1, k2 = k[..., 4:5], k[..., 5:6]
+        rho = p.square().sum(-1, keepdim=True)
+        d = 1.0 + rho * (k1 + k2 * rho)
+        c = 2.0 * (k1 + 2.0 * k2 * rho)
+        eye = torch.eye(2, dtype=p.dtype, device=p.device)
+        ddist_dp = d.unsqueeze(-1) * eye + c.unsqueeze(-1) * p.unsqueeze(-1) * p.unsqueeze(-2)
+        distorted = d * p
+    else:
+        ddist_dp, distorted = None, p
+    r = focal * distorted + k[..., 2:4] - observation
+    dr_dp = focal.unsqueeze(-1) * (ddist_dp if ddist_dp is not None else torch.eye(2, dtype=p.dtype, device=p.device))
+    dr_dcam = dr_dp @ dp_dcam
+    # ∂r/∂(fx, fy, cx, cy[, k1, k2])
+    columns = [torch.cat([distorted[..., 0:1], zeros], -1), torch.cat([zeros, distorted[..., 1:2]], -1),
+               torch.cat([ones, zeros], -1), torch.cat([zeros, ones], -1)]
+    if k.shape[-1] == 6:
+        columns += [focal * rho * p, focal * rho * rho * p]
+    j_intrinsics = torch.stack(columns, dim=-1)
+    return r, [dr_dcam @ j_pose_cam, j_intrinsics, dr_dcam @ j_point_cam]
+
+
+PinholeReprojection = residual(_pinhole, jacobians=_pinhole_jacobians)
+PinholeReprojection.__name__ = PinholeReprojection.__qualname__ = "PinholeReprojection"
+PinholeReprojection.__doc__ = """Pinhole (+z, optional k1, k2) reprojection error in pixels:
+``PinholeReprojection(poses[c], intrinsics[c], points[p], observation=uv, loss=...)`` with intrinsics
+``(fx, fy, cx, cy)`` or ``(fx, fy, cx, cy, k1, k2)``."""
