@@ -22,13 +22,14 @@ def _damped_system(problem, batch: int = 1):
     return h, -g.expand(batch, -1) * torch.linspace(1.0, 2.0, batch, dtype=h.dtype).unsqueeze(-1)
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
 @pytest.mark.parametrize("reduced", ["cholesky", "pcg"])
 @pytest.mark.parametrize("fixed", [{}, {"fix_cameras": [0], "fix_intrinsics": True}])
-def test_solution_equals_dense_cholesky(fixed, reduced):
+def test_solution_equals_dense_cholesky(fixed, reduced, backend):
     scene, _ = synthetic_bal(5, 30, seed=3)
     problem, (_, _, points) = build(scene, **fixed)
     h, b = _damped_system(problem, batch=2)
-    solver = SchurComplement(points, reduced=reduced, tolerance=1e-13, max_iterations=2000)
+    solver = SchurComplement(points, reduced=reduced, tolerance=1e-13, max_iterations=2000, backend=backend)
     schur = solver.prepare(problem).factorize(problem.structure, h)
     dense = DenseCholesky().factorize(problem.structure, h)
     assert bool(schur.ok.all())
@@ -37,11 +38,12 @@ def test_solution_equals_dense_cholesky(fixed, reduced):
     assert bool(schur.ok.all())
 
 
-def test_a_singular_point_block_is_reported_not_ok():
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_a_singular_point_block_is_reported_not_ok(backend):
     scene, _ = synthetic_bal(3, 10, seed=0)
     problem, (_, _, points) = build(scene)
     h, b = _damped_system(problem)
-    solver = SchurComplement(points).prepare(problem)
+    solver = SchurComplement(points, backend=backend).prepare(problem)
     layout_columns = problem.structure.tables[2].offset
     # zero the first point's diagonal entries: its 3x3 block is no longer positive definite
     rows, cols = problem.structure.pattern.rows, problem.structure.pattern.cols
@@ -64,16 +66,18 @@ def test_coupled_eliminated_elements_are_refused():
 def test_unrolled_gradients_equal_those_through_dense_cholesky():
     scene, _ = synthetic_bal(4, 12, seed=6, pixel_noise=0.3)
     gradients = []
-    for solver in ("schur", "dense"):
+    for solver in ("schur", "schur-torch", "dense"):
         observations = scene.observations.clone().requires_grad_(True)
         problem, (_, _, points) = build(scene, fix_cameras=[0, 1], fix_intrinsics=True, observations=observations)
-        choice = SchurComplement(points) if solver == "schur" else "dense"
+        choice = {"schur": SchurComplement(points), "schur-torch": SchurComplement(points, backend="torch"),
+                  "dense": "dense"}[solver]
         config = slam.LevenbergMarquardt(max_iterations=5, linear_solver=choice)
         result = slam.solve(problem, config, slam.Unroll())
         result[points].data.square().sum().backward()
         gradients.append(observations.grad)
     assert gradients[0].abs().sum() > 0
-    assert torch.allclose(gradients[0], gradients[1], rtol=1e-7, atol=1e-10)
+    assert torch.allclose(gradients[0], gradients[2], rtol=1e-7, atol=1e-10)
+    assert torch.allclose(gradients[1], gradients[2], rtol=1e-7, atol=1e-10)
 
 
 def test_iterative_schur_lm_reaches_the_exact_schur_optimum():
@@ -84,3 +88,13 @@ def test_iterative_schur_lm_reaches_the_exact_schur_optimum():
     iterative = optimize(scene, linear_solver="iterative-schur", function_tolerance=1e-10, max_iterations=100)
     assert iterative.converged and exact.converged
     assert iterative.final_cost == pytest.approx(exact.final_cost, rel=1e-8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_bundle_adjustment_equals_cpu():
+    from slam.ba import optimize
+
+    scene, _ = synthetic_bal(5, 40, seed=4)
+    cpu = optimize(scene, max_iterations=20)
+    cuda = optimize(scene, max_iterations=20, device="cuda")
+    assert cuda.final_cost == pytest.approx(cpu.final_cost, rel=1e-9)

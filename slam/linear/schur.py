@@ -54,6 +54,21 @@ class SchurLayout:
     blocks: tuple[Tensor, ...]
     """Per block size: ``(K, size)`` indices into ``S`` of the kept variable elements (block-Jacobi)."""
 
+    def row_element(self) -> np.ndarray:
+        """``(nW,)`` the eliminated element of each coupling row."""
+        return np.repeat(np.arange(self.ptr.size - 1), np.diff(self.ptr))
+
+    def row_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """All pairs ``(i, j)`` of coupling rows of one element with ``j <= i`` (the torch backend's
+        lower-triangle products), without a loop over elements."""
+        element = self.row_element()
+        local = np.arange(element.size) - self.ptr[element]
+        counts = local + 1
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        i = np.repeat(np.arange(element.size), counts)
+        j = np.repeat(self.ptr[element], counts) + (np.arange(int(counts.sum())) - first)
+        return i, j
+
     @classmethod
     def analyze(cls, structure: Structure, table: int) -> SchurLayout:
         layout = structure.tables[table]
@@ -101,39 +116,73 @@ class SchurLayout:
 
 
 class SchurFactorization(Factorization):
-    def __init__(self, structure: Structure, layout: SchurLayout, values: Tensor, reduced: str = "cholesky",
-                 tolerance: float = 1e-10, max_iterations: int = 500):
-        from . import _schur_kernels as kernels
+    """Forms ``S`` and the ``C_e⁻¹`` with the numba kernels on the CPU (``backend="numba"``) or with
+    batched torch operations on the values' device (``backend="torch"``: the path for CUDA, and for
+    installs without numba; it holds one product per pair of coupling rows, ~90 MB on Ladybug-49)."""
 
+    def __init__(self, structure: Structure, layout: SchurLayout, values: Tensor, reduced: str = "cholesky",
+                 tolerance: float = 1e-10, max_iterations: int = 500, backend: str = "numba"):
         self.structure, self.layout, self.values = structure, layout, values
         self.reduced, self.tolerance, self.max_iterations = reduced, tolerance, max_iterations
-        v = values.detach().to("cpu", torch.float64)
-        self._padded = torch.cat([v, torch.zeros(v.shape[0], 1, dtype=torch.float64)], dim=1).numpy()
-        batch, nk, num = v.shape[0], layout.keep_columns.numel(), layout.c_slot.shape[0]
-        s = np.empty((batch, nk, nk))
-        self._cinv = np.zeros((batch, num, layout.d, layout.d))
-        ok = np.zeros(batch, dtype=bool)
+        self.backend = backend
+        device = values.device if backend == "torch" else torch.device("cpu")
+        v = values.detach().to(device, torch.float64)
+        self._padded = torch.cat([v, torch.zeros(v.shape[0], 1, dtype=torch.float64, device=device)], dim=1)
         # The coupling rows W, gathered once into a contiguous array (see _schur_kernels)
-        self._w = self._padded[:, layout.w_slot]
-        for b in range(batch):
-            if np.isfinite(self._padded[b]).all():
-                ok[b] = kernels.reduce_matrix(self._padded[b], layout.a_row, layout.a_col, layout.a_slot,
-                                              self._padded[b][layout.c_slot], layout.ptr, layout.keep, self._w[b],
-                                              s[b], self._cinv[b])
-        s_tensor = torch.from_numpy(s)
-        s_tensor[~torch.from_numpy(ok)] = torch.eye(nk, dtype=torch.float64)  # placeholders, reported not ok
+        self._w = self._padded[:, torch.from_numpy(layout.w_slot).to(device)]
+        s_tensor, ok = self._reduce_numba() if backend == "numba" else self._reduce_torch()
+        nk = s_tensor.shape[-1]
+        s_tensor[~ok] = torch.eye(nk, dtype=torch.float64, device=device)  # placeholders, reported not ok
         if reduced == "cholesky":
             self._factor, info = torch.linalg.cholesky_ex(s_tensor)
         else:  # block-Jacobi preconditioner: the inverse of each kept element's diagonal block of S
             self._s, self._block_inverses = s_tensor, []
-            info = torch.zeros(batch, dtype=torch.int32)
+            info = torch.zeros(v.shape[0], dtype=torch.int32, device=device)
             for index in layout.blocks:
+                index = index.to(device)
                 block = s_tensor[:, index.unsqueeze(-1), index.unsqueeze(-2)]
                 factor, block_info = torch.linalg.cholesky_ex(block)
                 info = info | block_info.amax(-1)
                 self._block_inverses.append(torch.cholesky_inverse(factor))
-        self._ok = torch.from_numpy(ok) & (info == 0)
+        self._ok = ok & (info == 0)
         self.ok = self._ok.to(values.device)
+
+    def _reduce_numba(self) -> tuple[Tensor, Tensor]:
+        from . import _schur_kernels as kernels
+
+        layout, padded, w = self.layout, self._padded.numpy(), self._w.numpy()
+        batch, nk, num = padded.shape[0], layout.keep_columns.numel(), layout.c_slot.shape[0]
+        s = np.empty((batch, nk, nk))
+        self._cinv = torch.zeros(batch, num, layout.d, layout.d, dtype=torch.float64)
+        ok = np.zeros(batch, dtype=bool)
+        for b in range(batch):
+            if np.isfinite(padded[b]).all():
+                ok[b] = kernels.reduce_matrix(padded[b], layout.a_row, layout.a_col, layout.a_slot,
+                                              padded[b][layout.c_slot], layout.ptr, layout.keep, w[b], s[b],
+                                              self._cinv[b].numpy())
+        return torch.from_numpy(s), torch.from_numpy(ok)
+
+    def _reduce_torch(self) -> tuple[Tensor, Tensor]:
+        layout, padded, device = self.layout, self._padded, self._padded.device
+        batch, nk = padded.shape[0], layout.keep_columns.numel()
+        index = {name: torch.from_numpy(np.ascontiguousarray(array)).to(device) for name, array in (
+            ("c_slot", layout.c_slot), ("a_slot", layout.a_slot), ("a_flat", layout.a_row * nk + layout.a_col),
+            ("element", layout.row_element()), ("keep", layout.keep))}
+        if not hasattr(layout, "_pairs"):  # cached on the (frozen) layout: computed once per structure
+            object.__setattr__(layout, "_pairs", layout.row_pairs())
+        i, j = (torch.from_numpy(a).to(device) for a in layout._pairs)
+        c = padded[:, index["c_slot"]]
+        factor, info = torch.linalg.cholesky_ex(c)
+        ok = (info == 0).all(-1) & torch.isfinite(padded).all(-1)
+        eye = torch.eye(layout.d, dtype=torch.float64, device=device)
+        self._cinv = torch.cholesky_inverse(torch.where((info == 0)[..., None, None], factor, eye))
+        y = (self._cinv[:, index["element"]] @ self._w.unsqueeze(-1)).squeeze(-1)  # C⁻¹ w per row
+        s = torch.zeros(batch, nk * nk, dtype=torch.float64, device=device)
+        s.index_add_(1, index["a_flat"], padded[:, index["a_slot"]])
+        keep = index["keep"]
+        s.index_add_(1, keep[i] * nk + keep[j], -(y[:, i] * self._w[:, j]).sum(-1))
+        s = s.view(batch, nk, nk)
+        return torch.tril(s) + torch.tril(s, -1).mT, ok
 
     def _solve_reduced(self, rhs: Tensor) -> Tensor:
         if self.reduced == "cholesky":
@@ -143,6 +192,7 @@ class SchurFactorization(Factorization):
         def precondition(r: Tensor) -> Tensor:
             z = torch.empty_like(r)
             for index, inverse in zip(self.layout.blocks, self._block_inverses):
+                index = index.to(r.device)
                 z[:, index] = (inverse @ r[:, index].unsqueeze(-1)).squeeze(-1)
             return z
 
@@ -152,25 +202,35 @@ class SchurFactorization(Factorization):
         return x
 
     def _solve(self, rhs: Tensor) -> Tensor:
-        """``H⁻¹ rhs`` for ``rhs: (B, n)`` in float64 on the CPU (zeros where not ok)."""
-        from . import _schur_kernels as kernels
+        """``H⁻¹ rhs`` for ``rhs: (B, n)`` in float64 on the factorization's device (zeros where not ok)."""
+        layout, device = self.layout, self._padded.device
+        r = rhs.detach().to(device, torch.float64)
+        keep_columns, elim_columns = layout.keep_columns.to(device), layout.elim_columns.to(device)
+        rhs_keep = r[:, keep_columns].contiguous()
+        rhs_elim = r[:, elim_columns].reshape(r.shape[0], -1, layout.d).contiguous()
+        if self.backend == "numba":
+            from . import _schur_kernels as kernels
 
-        layout = self.layout
-        r = rhs.detach().to("cpu", torch.float64)
-        rhs_keep = r[:, layout.keep_columns].contiguous()
-        rhs_elim = r[:, layout.elim_columns].reshape(r.shape[0], -1, layout.d).contiguous().numpy()
-        reduced = torch.empty_like(rhs_keep)
-        for b in range(r.shape[0]):
-            kernels.reduce_rhs(self._w[b], layout.ptr, layout.keep, self._cinv[b], rhs_keep[b].numpy(), rhs_elim[b],
-                               reduced[b].numpy())
-        x_keep = self._solve_reduced(reduced)
-        x_elim = np.empty_like(rhs_elim)
-        for b in range(r.shape[0]):
-            kernels.back_substitute(self._w[b], layout.ptr, layout.keep, self._cinv[b], x_keep[b].numpy(),
-                                    rhs_elim[b], x_elim[b])
+            reduced = torch.empty_like(rhs_keep)
+            for b in range(r.shape[0]):
+                kernels.reduce_rhs(self._w[b].numpy(), layout.ptr, layout.keep, self._cinv[b].numpy(),
+                                   rhs_keep[b].numpy(), rhs_elim[b].numpy(), reduced[b].numpy())
+            x_keep = self._solve_reduced(reduced)
+            x_elim = torch.empty_like(rhs_elim)
+            for b in range(r.shape[0]):
+                kernels.back_substitute(self._w[b].numpy(), layout.ptr, layout.keep, self._cinv[b].numpy(),
+                                        x_keep[b].numpy(), rhs_elim[b].numpy(), x_elim[b].numpy())
+        else:
+            element = torch.from_numpy(layout.row_element()).to(device)
+            keep = torch.from_numpy(layout.keep).to(device)
+            z = (self._cinv @ rhs_elim.unsqueeze(-1)).squeeze(-1)  # C⁻¹ rhs_e
+            reduced = rhs_keep.index_add(1, keep, -(self._w * z[:, element]).sum(-1))
+            x_keep = self._solve_reduced(reduced)
+            coupled = torch.zeros_like(rhs_elim).index_add_(1, element, self._w * x_keep[:, keep].unsqueeze(-1))
+            x_elim = (self._cinv @ (rhs_elim - coupled).unsqueeze(-1)).squeeze(-1)
         x = torch.zeros_like(r)
-        x[:, layout.keep_columns] = x_keep
-        x[:, layout.elim_columns] = torch.from_numpy(x_elim).reshape(r.shape[0], -1)
+        x[:, keep_columns] = x_keep
+        x[:, elim_columns] = x_elim.reshape(r.shape[0], -1)
         x[~self._ok] = 0.0
         return x
 
@@ -200,23 +260,34 @@ class _SchurSolve(torch.autograd.Function):
         return grad_values, grad_rhs.to(device=grad_x.device, dtype=grad_x.dtype), None
 
 
+def _have_numba() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class SchurComplement(LinearSolver):
     """Eliminate the elements of ``eliminate`` (e.g. the points of bundle adjustment), then solve the
-    reduced system by dense Cholesky or block-Jacobi PCG (``reduced``).  Bound to a problem by the
-    optimizer (``prepare``)."""
+    reduced system by dense Cholesky or block-Jacobi PCG (``reduced``).  ``backend``: ``"numba"``
+    (CPU), ``"torch"`` (any device) or ``"auto"``.  Bound to a problem by the optimizer (``prepare``)."""
 
     name = "schur"
 
     def __init__(self, eliminate: Variable, *, reduced: str = "cholesky", tolerance: float = 1e-10,
-                 max_iterations: int = 500, _table: int | None = None):
+                 max_iterations: int = 500, backend: str = "auto", _table: int | None = None):
         if reduced not in ("cholesky", "pcg"):
             raise ValueError(f"reduced must be 'cholesky' or 'pcg', got {reduced!r}")
-        self.eliminate, self.reduced, self._table = eliminate, reduced, _table
+        if backend not in ("auto", "numba", "torch"):
+            raise ValueError(f"backend must be auto, numba or torch, got {backend!r}")
+        self.eliminate, self.reduced, self.backend, self._table = eliminate, reduced, backend, _table
         self.tolerance, self.max_iterations = tolerance, max_iterations
 
     def prepare(self, problem: Any) -> SchurComplement:
         return SchurComplement(self.eliminate, reduced=self.reduced, tolerance=self.tolerance,
-                               max_iterations=self.max_iterations, _table=problem.position(self.eliminate))
+                               max_iterations=self.max_iterations, backend=self.backend,
+                               _table=problem.position(self.eliminate))
 
     def factorize(self, structure: Structure, values: Tensor) -> SchurFactorization:
         if self._table is None:
@@ -224,8 +295,11 @@ class SchurComplement(LinearSolver):
         key = ("schur", self._table)
         if key not in structure.solver_cache:
             structure.solver_cache[key] = SchurLayout.analyze(structure, self._table)
+        backend = self.backend
+        if backend == "auto":  # numba on the CPU where installed; torch on other devices
+            backend = "numba" if values.device.type == "cpu" and _have_numba() else "torch"
         return SchurFactorization(structure, structure.solver_cache[key], values, self.reduced, self.tolerance,
-                                  self.max_iterations)
+                                  self.max_iterations, backend)
 
     def __repr__(self) -> str:
         return f"SchurComplement(eliminate={self.eliminate.name}, reduced={self.reduced})"
