@@ -1,0 +1,190 @@
+"""URDF robots: ``read_urdf`` parses the kinematic tree (links, joints, origins, axes, limits).
+
+Only what kinematics needs is read: the ``<link>`` and ``<joint>`` children of ``<robot>``; visual,
+collision, inertial, transmission, gazebo and other elements are skipped (meshes are never
+loaded).  Joint types: ``revolute``, ``continuous``, ``prismatic`` and ``fixed``; any other
+(``floating``, ``planar``) is refused.  ``<origin rpy="r p y">`` is the rotation
+``Rz(y) Ry(p) Rx(r)`` (URDF's fixed-axis roll, pitch, yaw); a missing origin is the identity, a
+missing axis ``(1, 0, 0)``, as the URDF specification says.  Every malformed or unsupported element
+raises ``URDFError`` naming the file, the line and the element.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import xml.etree.ElementTree as ET
+import xml.parsers.expat
+from pathlib import Path
+
+JOINT_TYPES = ("revolute", "continuous", "prismatic", "fixed")
+
+
+class URDFError(ValueError):
+    """A malformed or unsupported URDF; names the file, the line and the element."""
+
+    def __init__(self, path: str, line: int | None, element: str, reason: str):
+        self.path, self.line, self.element, self.reason = path, line, element, reason
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {element}: {reason}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Joint:
+    name: str
+    type: str
+    parent: str
+    child: str
+    xyz: tuple[float, float, float]
+    """Origin translation (metres), in the parent link's frame."""
+    rpy: tuple[float, float, float]
+    """Origin rotation: roll, pitch, yaw (radians), ``R = Rz(yaw) Ry(pitch) Rx(roll)``."""
+    axis: tuple[float, float, float]
+    """Unit axis in the joint frame (after the origin)."""
+    lower: float
+    upper: float
+    """Position limits (radians or metres); ±inf for continuous and fixed joints."""
+
+    @property
+    def movable(self) -> bool:
+        return self.type != "fixed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Robot:
+    """A kinematic tree: links by name, joints in topological order (every parent before its child)."""
+
+    name: str
+    root: str
+    links: tuple[str, ...]
+    joints: tuple[Joint, ...]
+    source: str | None = None
+
+    @property
+    def movable_joints(self) -> tuple[Joint, ...]:
+        """The joints that take a position, in the order of the configuration vector ``q``."""
+        return tuple(j for j in self.joints if j.movable)
+
+    @property
+    def dof(self) -> int:
+        return len(self.movable_joints)
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(j.name for j in self.movable_joints)
+
+
+def _parse(path: str) -> tuple[ET.Element, dict[ET.Element, int]]:
+    """The XML tree and each element's line (ElementTree itself keeps none), via expat directly."""
+    parser, builder, lines = xml.parsers.expat.ParserCreate(), ET.TreeBuilder(), {}
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        lines[builder.start(tag, attrs)] = parser.CurrentLineNumber
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = builder.end
+    try:
+        parser.Parse(Path(path).read_bytes(), True)
+    except xml.parsers.expat.ExpatError as error:
+        raise URDFError(path, error.lineno, "XML", xml.parsers.expat.ErrorString(error.code)) from None
+    return builder.close(), lines
+
+
+def _numbers(path: str, line: int | None, element: ET.Element, attribute: str, count: int,
+             default: str | None) -> tuple[float, ...]:
+    text = element.get(attribute, default)
+    what = f"<{element.tag}{_named(element)}> attribute {attribute}"
+    if text is None:
+        raise URDFError(path, line, what, "is missing")
+    try:
+        values = tuple(float(t) for t in text.split())
+    except ValueError:
+        raise URDFError(path, line, what, f"is not {count} numbers: {text!r}") from None
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise URDFError(path, line, what, f"needs {count} finite numbers, got {text!r}")
+    return values
+
+
+def _named(element: ET.Element) -> str:
+    return f' name="{element.get("name")}"' if element.get("name") else ""
+
+
+def read_urdf(path: str | os.PathLike[str]) -> Robot:
+    """Parse ``path`` into a ``Robot``.  Raises ``URDFError`` for anything it cannot use exactly."""
+    path_str = str(path)
+    root, lines = _parse(path_str)
+    if root.tag != "robot":
+        raise URDFError(path_str, lines.get(root), f"<{root.tag}>", "the root element must be <robot>")
+
+    links: list[str] = []
+    for element in root.findall("link"):
+        name = element.get("name")
+        if not name:
+            raise URDFError(path_str, lines.get(element), "<link>", "has no name")
+        if name in links:
+            raise URDFError(path_str, lines.get(element), f'<link name="{name}">', "duplicate link name")
+        links.append(name)
+
+    joints: list[Joint] = []
+    for element in root.findall("joint"):
+        line = lines.get(element)
+        name = element.get("name")
+        label = f"<joint{_named(element)}>"
+        if not name:
+            raise URDFError(path_str, line, "<joint>", "has no name")
+        if any(j.name == name for j in joints):
+            raise URDFError(path_str, line, label, "duplicate joint name")
+        kind = element.get("type")
+        if kind not in JOINT_TYPES:
+            raise URDFError(path_str, line, label, f"unsupported type {kind!r} (supported: {', '.join(JOINT_TYPES)})")
+        ends = {}
+        for end in ("parent", "child"):
+            tag = element.find(end)
+            if tag is None or not tag.get("link"):
+                raise URDFError(path_str, line, label, f"needs <{end} link=...>")
+            if tag.get("link") not in links:
+                raise URDFError(path_str, lines.get(tag, line), f"{label} <{end}>",
+                                f"link {tag.get('link')!r} is not defined")
+            ends[end] = tag.get("link")
+        origin = element.find("origin")
+        xyz = _numbers(path_str, lines.get(origin), origin, "xyz", 3, "0 0 0") if origin is not None else (0.0, 0.0, 0.0)
+        rpy = _numbers(path_str, lines.get(origin), origin, "rpy", 3, "0 0 0") if origin is not None else (0.0, 0.0, 0.0)
+        axis_element = element.find("axis")
+        axis = _numbers(path_str, lines.get(axis_element), axis_element, "xyz", 3, "1 0 0") if axis_element is not None else (1.0, 0.0, 0.0)
+        norm = math.sqrt(sum(a * a for a in axis))
+        if kind != "fixed" and not norm > 0:
+            raise URDFError(path_str, lines.get(axis_element, line), f"{label} <axis>", "is the zero vector")
+        axis = tuple(a / norm for a in axis) if norm > 0 else axis
+        lower, upper = -math.inf, math.inf
+        if kind in ("revolute", "prismatic"):
+            limit = element.find("limit")
+            if limit is None:
+                raise URDFError(path_str, line, label, f"a {kind} joint needs <limit lower=... upper=...>")
+            lower = _numbers(path_str, lines.get(limit), limit, "lower", 1, "0")[0]
+            upper = _numbers(path_str, lines.get(limit), limit, "upper", 1, "0")[0]
+            if lower > upper:
+                raise URDFError(path_str, lines.get(limit, line), f"{label} <limit>",
+                                f"lower {lower} is above upper {upper}")
+        joints.append(Joint(name, kind, ends["parent"], ends["child"], xyz, rpy, axis, lower, upper))
+
+    children = [j.child for j in joints]
+    for j in joints:
+        if children.count(j.child) > 1:
+            raise URDFError(path_str, None, f'<link name="{j.child}">', "is the child of more than one joint")
+    roots = [name for name in links if name not in children]
+    if len(roots) != 1:
+        raise URDFError(path_str, None, "<robot>", f"needs exactly one root link (a link no joint moves), got "
+                                                   f"{roots or 'none (the joints form a cycle)'}")
+    # Topological order: breadth first from the root, so every joint comes after its parent's joint.
+    ordered, frontier = [], [roots[0]]
+    while frontier:
+        link = frontier.pop(0)
+        for j in joints:
+            if j.parent == link:
+                ordered.append(j)
+                frontier.append(j.child)
+    unreached = [name for name in links if name != roots[0] and name not in {j.child for j in ordered}]
+    if unreached:
+        raise URDFError(path_str, None, "<robot>", f"links not connected to the root {roots[0]!r}: {unreached}")
+    return Robot(root.get("name", ""), roots[0], tuple(links), tuple(ordered), source=path_str)
