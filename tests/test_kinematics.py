@@ -151,3 +151,105 @@ def test_unknown_link_and_wrong_shape_are_refused():
         kinematics.link_pose(torch.zeros(6, dtype=torch.float64), "hand")
     with pytest.raises(ValueError, match=r"q must be \(\.\.\., 6\)"):
         kinematics.forward(torch.zeros(7, dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------- costs and inverse kinematics
+
+
+def _check_cost_jacobians(cost, values):
+    from slam.costs.base import autodiff_jacobians
+
+    r, analytic = cost.residual_and_jacobians(*values, **cost.data)
+    r_auto, automatic = autodiff_jacobians(cost.residual, tuple(values), cost.data, "reverse")
+    assert torch.allclose(r, r_auto, atol=1e-12)
+    for a, b in zip(analytic, automatic):
+        assert torch.allclose(a.expand_as(b), b, atol=1e-9), float((a - b).abs().max())
+
+
+@pytest.mark.parametrize("position_only", [False, True])
+@pytest.mark.parametrize("with_frame", [False, True])
+def test_link_pose_cost_jacobians_equal_autograd(position_only, with_frame):
+    import slam
+    from slam.costs import LinkPose
+
+    kinematics = _robot("panda")
+    generator = torch.Generator().manual_seed(3)
+    q = kinematics.random_configurations(6, generator=generator)
+    target = SE3.random(6, generator=generator, dtype=torch.float64)
+    configurations = slam.Variable(Euclidean(q))
+    index = torch.arange(6)
+    refs = [configurations[index]]
+    values = [Euclidean(q.unsqueeze(0))]
+    if with_frame:
+        frame = SE3.random(6, generator=generator, dtype=torch.float64)
+        refs.append(slam.Variable(frame)[index])
+        values.append(SE3(frame.data.unsqueeze(0)))
+    cost = LinkPose(*refs, kinematics=kinematics, link="panda_link6", target=target, position_only=position_only)
+    _check_cost_jacobians(cost, values)
+
+
+def test_joint_limit_and_smoothness_jacobians_equal_autograd():
+    import slam
+    from slam.costs import JointAcceleration, JointLimits, JointVelocity
+
+    kinematics = _robot("panda")
+    q = 2.0 * kinematics.random_configurations(5, generator=torch.Generator().manual_seed(4))  # some outside
+    trajectory = slam.Variable(Euclidean(q))
+    values = [Euclidean(q[:3].unsqueeze(0)), Euclidean(q[1:4].unsqueeze(0)), Euclidean(q[2:].unsqueeze(0))]
+    limits = JointLimits(trajectory[torch.arange(3)], kinematics=kinematics)
+    r, _ = limits.residual_and_jacobians(values[0])
+    inside = (q[:3] >= kinematics.lower) & (q[:3] <= kinematics.upper)
+    assert bool((r[0][inside] == 0).all()) and bool((r[0][~inside] != 0).all())
+    _check_cost_jacobians(limits, values[:1])
+    _check_cost_jacobians(JointVelocity(trajectory[torch.arange(3)], trajectory[torch.arange(1, 4)]), values[:2])
+    _check_cost_jacobians(JointAcceleration(trajectory[torch.arange(3)], trajectory[torch.arange(1, 4)],
+                                            trajectory[torch.arange(2, 5)]), values)
+
+
+@pytest.mark.parametrize("name", ["panda", "ur5"])
+def test_batched_inverse_kinematics_reaches_random_reachable_targets(name):
+    from slam.kinematics import inverse_kinematics
+
+    kinematics = _robot(name)
+    truth = kinematics.random_configurations(200, generator=torch.Generator().manual_seed(5))
+    targets = kinematics.link_pose(truth, END_EFFECTORS[name])
+    result = inverse_kinematics(kinematics, END_EFFECTORS[name], targets)
+    assert float(result.success().double().mean()) >= 0.98  # measured: 1000 Panda targets, 99.3 %
+    reached = kinematics.link_pose(result.q, END_EFFECTORS[name])
+    assert torch.allclose(reached.translation()[result.success()], targets.translation()[result.success()], atol=1e-3)
+
+
+def test_warm_start_converges_in_a_few_iterations():
+    from slam.kinematics import inverse_kinematics
+
+    kinematics = _robot("kuka")
+    truth = kinematics.random_configurations(50, generator=torch.Generator().manual_seed(6))
+    targets = kinematics.link_pose(truth, "lbr_iiwa_link_7")
+    result = inverse_kinematics(kinematics, "lbr_iiwa_link_7", targets, truth + 0.01, restarts=0)
+    assert bool(result.success().all()) and int(result.iterations.max()) <= 10
+
+
+def test_ik_gradients_with_respect_to_targets_equal_finite_differences():
+    from slam.kinematics import inverse_kinematics
+
+    kinematics = _robot("ur5")
+    truth = kinematics.random_configurations(3, generator=torch.Generator().manual_seed(7))
+    targets = kinematics.link_pose(truth, "ee_link").data.clone()
+    start = truth + 0.05
+    weights = torch.linspace(-1.0, 1.0, 18, dtype=torch.float64).reshape(3, 6)
+
+    def loss(target_data):
+        result = inverse_kinematics(kinematics, "ee_link", SE3(target_data), start, restarts=0, limit_weight=0.0)
+        return (result.q * weights).sum()
+
+    leaf = targets.clone().requires_grad_(True)
+    loss(leaf).backward()
+    assert torch.isfinite(leaf.grad).all() and leaf.grad.abs().sum() > 0
+    eps = 1e-6
+    for index in [(0, 0), (1, 2), (2, 1)]:  # translation components (quaternion entries would leave the manifold)
+        plus, minus = targets.clone(), targets.clone()
+        plus[index] += eps
+        minus[index] -= eps
+        with torch.no_grad():
+            numeric = (float(loss(plus)) - float(loss(minus))) / (2 * eps)
+        assert float(leaf.grad[index]) == pytest.approx(numeric, rel=1e-5, abs=1e-8)

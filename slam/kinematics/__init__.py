@@ -1,7 +1,8 @@
 """Robot kinematics: URDF trees (``read_urdf``), batched forward kinematics and body-frame Jacobians
-(``Kinematics``)."""
+(``Kinematics``), inverse kinematics by LM (``inverse_kinematics``)."""
 
 from .forward import Kinematics
+from .ik import IKResult, inverse_kinematics
 from .urdf import Joint, Robot, URDFError, read_urdf
 
-__all__ = ["Kinematics", "Joint", "Robot", "URDFError", "read_urdf"]
+__all__ = ["Kinematics", "IKResult", "inverse_kinematics", "Joint", "Robot", "URDFError", "read_urdf"]
