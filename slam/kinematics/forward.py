@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from liegeo import SE3, SO3
+from liegeo.so3 import quaternion_multiply, quaternion_rotate, quaternion_rotate_inverse
 
 from .urdf import Robot
 
@@ -60,6 +61,14 @@ class Kinematics:
                     path.append(k)
                 link = joints[k].parent
             self.chain[name] = path[::-1]
+        # The joints between the root and each link (all of them, fixed ones included).
+        self.ancestors: dict[str, set[int]] = {}
+        for name in robot.links:
+            path, link = set(), name
+            while link in joint_of_child:
+                path.add(joint_of_child[link])
+                link = joints[joint_of_child[link]].parent
+            self.ancestors[name] = path
         self.lower = torch.tensor([j.lower for j in robot.movable_joints], dtype=dtype, device=self.device)
         self.upper = torch.tensor([j.upper for j in robot.movable_joints], dtype=dtype, device=self.device)
 
@@ -67,26 +76,39 @@ class Kinematics:
     def dof(self) -> int:
         return self.robot.dof
 
-    def _motion_twist(self, k: int, q: Tensor) -> Tensor:
-        """``(..., 6)`` twist of joint ``k`` at its position ``q: (...,)``."""
-        axis = self.axes[k] * q.unsqueeze(-1)
-        zero = torch.zeros_like(axis)
-        return torch.cat([zero, axis] if self.robot.joints[k].type != "prismatic" else [axis, zero], dim=-1)
+    def _local_transform(self, k: int, q: Tensor) -> SE3:
+        """``O_k · M_k(q)`` for joint ``k`` at ``q: (...,)``, in closed form: a revolute motion only turns
+        the origin's rotation (``q_O ⊗ (sin(q/2) a, cos(q/2))``), a prismatic one only moves its
+        translation (``t_O + R_O a q``)."""
+        origin = self.origins[k].data
+        kind = self.robot.joints[k].type
+        if kind == "fixed":
+            return SE3(origin.expand(*q.shape, 7))
+        if kind == "prismatic":
+            shift = quaternion_rotate(origin[3:], self.axes[k] * q.unsqueeze(-1))
+            return SE3(torch.cat([origin[:3] + shift, origin[3:].expand(*q.shape, 4)], dim=-1))
+        half = 0.5 * q.unsqueeze(-1)
+        motion = torch.cat([self.axes[k] * torch.sin(half), torch.cos(half)], dim=-1)
+        return SE3(torch.cat([origin[:3].expand(*q.shape, 3), quaternion_multiply(origin[3:], motion)], dim=-1))
 
-    def _joint_frames(self, q: Tensor) -> tuple[list[SE3], list[SE3]]:
-        """Link poses (by link index) and joint frames after their motion (by joint index)."""
+    def _joint_frames(self, q: Tensor, link: str | None = None) -> tuple[list[SE3 | None], list[SE3 | None]]:
+        """Link poses (by link index) and joint frames after their motion (by joint index); with
+        ``link``, only the joints between the root and that link are computed."""
         if q.shape[-1] != self.dof:
             raise ValueError(f"q must be (..., {self.dof}) for {self.robot.name or 'this robot'}, got {tuple(q.shape)}")
         batch = q.shape[:-1]
+        needed = None if link is None else self.ancestors[self.robot.links[self._index(link)]]
         links: list[SE3 | None] = [None] * len(self.robot.links)
-        links[self.link_index[self.robot.root]] = SE3.identity(*batch, dtype=q.dtype, device=q.device)
-        frames: list[SE3] = []
+        frames: list[SE3 | None] = [None] * len(self.robot.joints)
         for k, joint in enumerate(self.robot.joints):
-            frame = links[self.parent_link[k]].compose(self.origins[k].expand(*batch))
-            if joint.movable:
-                frame = frame.compose(SE3.exp(self._motion_twist(k, q[..., self.q_index[k]])))
-            frames.append(frame)
-            links[self.child_link[k]] = frame
+            if needed is not None and k not in needed:
+                continue
+            position = q[..., self.q_index[k]] if joint.movable else torch.zeros(batch, dtype=q.dtype, device=q.device)
+            local = self._local_transform(k, position)
+            parent = links[self.parent_link[k]]
+            frames[k] = local if parent is None else parent.compose(local)  # the root's pose is the identity
+            links[self.child_link[k]] = frames[k]
+        links[self.link_index[self.robot.root]] = SE3.identity(*batch, dtype=q.dtype, device=q.device)
         return links, frames
 
     def forward(self, q: Tensor) -> SE3:
@@ -95,8 +117,9 @@ class Kinematics:
         return SE3(torch.stack([x.data for x in links], dim=-2))
 
     def link_pose(self, q: Tensor, link: str) -> SE3:
-        """Pose ``(...,)`` of one link."""
-        return self.forward(q)[..., self._index(link)]
+        """Pose ``(...,)`` of one link (only the joints between the root and it are evaluated)."""
+        links, _ = self._joint_frames(q, link)
+        return links[self._index(link)]
 
     def _index(self, link: str) -> int:
         if link not in self.link_index:
@@ -104,17 +127,29 @@ class Kinematics:
         return self.link_index[link]
 
     def jacobian(self, q: Tensor, link: str) -> tuple[SE3, Tensor]:
-        """Pose ``(...,)`` of ``link`` and its body-frame Jacobian ``(..., 6, dof)`` (see the module)."""
+        """Pose ``(...,)`` of ``link`` and its body-frame Jacobian ``(..., 6, dof)`` (see the module).
+
+        Column ``k`` = ``Ad(T_L⁻¹ T_k) ξ_k``, computed for all chain joints at once from world-frame axes
+        ``w_k = R_k a_k`` and offsets ``d_k = p_k - p_L``: revolute ``(R_Lᵀ (d_k × w_k), R_Lᵀ w_k)``,
+        prismatic ``(R_Lᵀ w_k, 0)``.
+        """
         index = self._index(link)
-        links, frames = self._joint_frames(q)
+        links, frames = self._joint_frames(q, link)
         pose = links[index]
-        columns = torch.zeros(*q.shape[:-1], 6, self.dof, dtype=q.dtype, device=q.device)
-        inverse = pose.inverse()
-        for k in self.chain[link]:
-            relative = inverse.compose(frames[k])  # joint frame in the link's frame
-            twist = self._motion_twist(k, torch.ones_like(q[..., 0]))
-            columns[..., :, self.q_index[k]] = (relative.adjoint() @ twist.unsqueeze(-1)).squeeze(-1)
-        return pose, columns
+        columns = torch.zeros(*q.shape[:-1], self.dof, 6, dtype=q.dtype, device=q.device)
+        chain = self.chain[link]
+        if chain:
+            data = torch.stack([frames[k].data for k in chain], dim=-2)  # (..., n, 7)
+            axes = quaternion_rotate(data[..., 3:], self.axes[chain])  # w_k, world frame
+            offsets = data[..., :3] - pose.data[..., None, :3]
+            prismatic = torch.tensor([self.robot.joints[k].type == "prismatic" for k in chain], device=q.device)
+            linear = torch.where(prismatic.unsqueeze(-1), axes, torch.linalg.cross(offsets, axes, dim=-1))
+            angular = torch.where(prismatic.unsqueeze(-1), torch.zeros_like(axes), axes)
+            body = quaternion_rotate_inverse(pose.data[..., None, 3:], torch.cat([linear, angular], dim=-2)
+                                             .reshape(*linear.shape[:-2], 2 * len(chain), 3))
+            body = body.reshape(*linear.shape[:-2], 2, len(chain), 3)
+            columns[..., [self.q_index[k] for k in chain], :] = torch.cat([body[..., 0, :, :], body[..., 1, :, :]], -1)
+        return pose, columns.mT
 
     def random_configurations(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """``(n, dof)`` uniform within the limits (continuous joints in ``[-π, π]``)."""
