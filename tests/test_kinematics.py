@@ -133,6 +133,7 @@ def test_tree_robot_with_prismatic_continuous_and_fixed_joints(tmp_path):
     (('<axis xyz="0 1 0"/>', '<axis xyz="0 0 0"/>'), 12, "zero vector"),
     (('<limit lower="-1" upper="1"/>', '<limit lower="1" upper="-1"/>'), 13, "lower 1.0 is above upper"),
     (('<parent link="right"/>', '<parent link="tool"/>'), None, "root"),
+    (('<axis xyz="0 1 0"/>', '<axis xyz="0 1 0"/> <mimic joint="rail"/>'), 12, "mimic joints are not supported"),
 ])
 def test_bad_urdf_names_the_element(tmp_path, change, line, words):
     path = tmp_path / "bad.urdf"
@@ -253,3 +254,14 @@ def test_ik_gradients_with_respect_to_targets_equal_finite_differences():
         with torch.no_grad():
             numeric = (float(loss(plus)) - float(loss(minus))) / (2 * eps)
         assert float(leaf.grad[index]) == pytest.approx(numeric, rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_forward_kinematics_and_jacobian_equal_cpu():
+    cpu = _robot("panda")
+    cuda = Kinematics(cpu.robot, device="cuda")
+    q = cpu.random_configurations(64, generator=torch.Generator().manual_seed(8))
+    pose, jacobian = cpu.jacobian(q, "panda_virtual_ee_link")
+    pose_cuda, jacobian_cuda = cuda.jacobian(q.cuda(), "panda_virtual_ee_link")
+    assert torch.allclose(pose_cuda.data.cpu(), pose.data, atol=1e-12)
+    assert torch.allclose(jacobian_cuda.cpu(), jacobian, atol=1e-12)

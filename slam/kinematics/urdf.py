@@ -5,7 +5,8 @@ collision, inertial, transmission, gazebo and other elements are skipped (meshes
 loaded).  Joint types: ``revolute``, ``continuous``, ``prismatic`` and ``fixed``; any other
 (``floating``, ``planar``) is refused.  ``<origin rpy="r p y">`` is the rotation
 ``Rz(y) Ry(p) Rx(r)`` (URDF's fixed-axis roll, pitch, yaw); a missing origin is the identity, a
-missing axis ``(1, 0, 0)``, as the URDF specification says.  Every malformed or unsupported element
+missing axis ``(1, 0, 0)``, as the URDF specification says.  ``<mimic>`` joints (coupled to another
+joint) are refused rather than silently treated as independent.  Every malformed or unsupported element
 raises ``URDFError`` naming the file, the line and the element.
 """
 
@@ -136,6 +137,9 @@ def read_urdf(path: str | os.PathLike[str]) -> Robot:
         if any(j.name == name for j in joints):
             raise URDFError(path_str, line, label, "duplicate joint name")
         kind = element.get("type")
+        mimic = element.find("mimic")
+        if mimic is not None:  # its position would follow another joint's: not modelled, so refused
+            raise URDFError(path_str, lines.get(mimic, line), f"{label} <mimic>", "mimic joints are not supported")
         if kind not in JOINT_TYPES:
             raise URDFError(path_str, line, label, f"unsupported type {kind!r} (supported: {', '.join(JOINT_TYPES)})")
         ends = {}
