@@ -28,6 +28,15 @@ def _rotation(q, m):
 
 
 @_jit
+def _camera_point(pose, x, rot):
+    """``R X + t`` (``rot`` is filled with ``R``)."""
+    _rotation(pose, rot)
+    return (rot[0, 0] * x[0] + rot[0, 1] * x[1] + rot[0, 2] * x[2] + pose[0],
+            rot[1, 0] * x[0] + rot[1, 1] * x[1] + rot[1, 2] * x[2] + pose[1],
+            rot[2, 0] * x[0] + rot[2, 1] * x[1] + rot[2, 2] * x[2] + pose[2])
+
+
+@_jit
 def residuals(pose, intrinsics, point, uv, out):
     """``pose: (B, O, 7)``, ``intrinsics: (B, O, 3)``, ``point: (B, O, 3)``, ``uv: (Bu, O, 2)`` ->
     ``out: (B, O, 2)``."""
@@ -35,11 +44,8 @@ def residuals(pose, intrinsics, point, uv, out):
     for b in range(pose.shape[0]):
         bu = min(b, uv.shape[0] - 1)
         for o in range(pose.shape[1]):
-            _rotation(pose[b, o], rot)
             x = point[b, o]
-            cam0 = rot[0, 0] * x[0] + rot[0, 1] * x[1] + rot[0, 2] * x[2] + pose[b, o, 0]
-            cam1 = rot[1, 0] * x[0] + rot[1, 1] * x[1] + rot[1, 2] * x[2] + pose[b, o, 1]
-            cam2 = rot[2, 0] * x[0] + rot[2, 1] * x[1] + rot[2, 2] * x[2] + pose[b, o, 2]
+            cam0, cam1, cam2 = _camera_point(pose[b, o], x, rot)
             px, py = -cam0 / cam2, -cam1 / cam2
             rho = px * px + py * py
             f, k1, k2 = intrinsics[b, o, 0], intrinsics[b, o, 1], intrinsics[b, o, 2]
@@ -58,11 +64,8 @@ def normal_blocks(pose, intrinsics, point, uv, scale, r_out, j_out, h_out, g_out
     for b in range(pose.shape[0]):
         bu, bs = min(b, uv.shape[0] - 1), min(b, scale.shape[0] - 1)
         for o in range(pose.shape[1]):
-            _rotation(pose[b, o], rot)
             x = point[b, o]
-            cam0 = rot[0, 0] * x[0] + rot[0, 1] * x[1] + rot[0, 2] * x[2] + pose[b, o, 0]
-            cam1 = rot[1, 0] * x[0] + rot[1, 1] * x[1] + rot[1, 2] * x[2] + pose[b, o, 1]
-            cam2 = rot[2, 0] * x[0] + rot[2, 1] * x[1] + rot[2, 2] * x[2] + pose[b, o, 2]
+            cam0, cam1, cam2 = _camera_point(pose[b, o], x, rot)
             inv_z = 1.0 / cam2
             px, py = -cam0 * inv_z, -cam1 * inv_z
             rho = px * px + py * py

@@ -91,14 +91,8 @@ def _pgo(args: argparse.Namespace) -> int:
     graph = read_g2o(args.file)
     log.info("%s (read in %.2f s)", graph.describe(), time.perf_counter() - start)
     stem = Path(args.file).stem
-    outdir = args.output_dir or Path("slam-output") / stem
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "out": args.out or outdir / f"{stem}_optimized.g2o",
-        "tum": args.tum or outdir / f"{stem}_optimized.tum",
-        "png": args.png or outdir / f"{stem}.png",
-        "json": args.json or outdir / f"{stem}.json",
-    }
+    paths = _output_paths(args, stem, {"out": "_optimized.g2o", "tum": "_optimized.tum", "png": ".png",
+                                       "json": ".json"})
     loss = parse_robust(args.robust) if args.robust else None
     result = optimize(graph, init=args.init, max_iterations=args.max_iterations, loss=loss,
                       dtype=getattr(torch, args.dtype), device=args.device, progress=args.progress)
@@ -113,13 +107,27 @@ def _pgo(args: argparse.Namespace) -> int:
         "optimized": optimized.poses}
     plot_trajectories(paths["png"], trajectories, edges=(optimized.i, optimized.j),
                       title=f"{stem}: chi2 {result.initial_chi2:.4g} -> {result.final_chi2:.4g}")
-    summary = result.summary() | {"outputs": {k: str(v) for k, v in paths.items()}}
+    _report(paths, result.summary(),
+            f"{stem}: chi2 {result.initial_chi2:.6e} -> {result.final_chi2:.6e} in {result.iterations} iterations "
+            f"({result.termination}), solve {result.solve_seconds:.3f} s, init {result.init_seconds:.3f} s")
+    return 0 if result.converged else 1
+
+
+def _output_paths(args: argparse.Namespace, stem: str, suffixes: dict[str, str]) -> dict[str, Path]:
+    """Each output's path: its option if given, else ``<stem><suffix>`` in ``--output-dir``
+    (default ``slam-output/<stem>/``, created)."""
+    outdir = args.output_dir or Path("slam-output") / stem
+    outdir.mkdir(parents=True, exist_ok=True)
+    return {key: getattr(args, key) or outdir / f"{stem}{suffix}" for key, suffix in suffixes.items()}
+
+
+def _report(paths: dict[str, Path], summary: dict, line: str) -> None:
+    """Write the JSON summary (with the output paths) and print the result line and the paths."""
+    summary = summary | {"outputs": {k: str(v) for k, v in paths.items()}}
     paths["json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    print(f"{stem}: chi2 {result.initial_chi2:.6e} -> {result.final_chi2:.6e} in {result.iterations} iterations "
-          f"({result.termination}), solve {result.solve_seconds:.3f} s, init {result.init_seconds:.3f} s")
+    print(line)
     for key, path in paths.items():
         print(f"  {key:>4}: {path}")
-    return 0 if result.converged else 1
 
 
 def _ba(args: argparse.Namespace) -> int:
@@ -131,17 +139,11 @@ def _ba(args: argparse.Namespace) -> int:
     problem = read_bal(args.file)
     log.info("%s (read in %.2f s)", problem.describe(), time.perf_counter() - start)
     stem = Path(args.file).name.split(".")[0]
-    outdir = args.output_dir or Path("slam-output") / stem
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "out": args.out or outdir / f"{stem}_adjusted.txt",
-        "png": args.png or outdir / f"{stem}.png",
-        "ply": args.ply or outdir / f"{stem}.ply",
-        "json": args.json or outdir / f"{stem}.json",
-    }
+    paths = _output_paths(args, stem, {"out": "_adjusted.txt", "png": ".png", "ply": ".ply", "json": ".json"})
     loss = parse_robust(args.robust) if args.robust else None
     result = optimize(problem, max_iterations=args.max_iterations, loss=loss, fix_intrinsics=args.fix_intrinsics,
-                      linear_solver=args.linear_solver, dtype=getattr(torch, args.dtype), device=args.device, progress=args.progress)
+                      linear_solver=args.linear_solver, dtype=getattr(torch, args.dtype), device=args.device,
+                      progress=args.progress)
     adjusted = result.problem
     write_bal(paths["out"], adjusted)
     from .viz import plot_scene, save_scene_ply
@@ -149,12 +151,9 @@ def _ba(args: argparse.Namespace) -> int:
     plot_scene(paths["png"], adjusted.points, adjusted.poses(),
                title=f"{stem}: cost {result.initial_cost:.4g} -> {result.final_cost:.4g}")
     save_scene_ply(paths["ply"], adjusted.points, adjusted.poses())
-    summary = result.summary() | {"outputs": {k: str(v) for k, v in paths.items()}}
-    paths["json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    print(f"{stem}: cost {result.initial_cost:.6e} -> {result.final_cost:.6e} in {result.iterations} iterations "
-          f"({result.termination}), solve {result.solve_seconds:.3f} s")
-    for key, path in paths.items():
-        print(f"  {key:>4}: {path}")
+    _report(paths, result.summary(),
+            f"{stem}: cost {result.initial_cost:.6e} -> {result.final_cost:.6e} in {result.iterations} iterations "
+            f"({result.termination}), solve {result.solve_seconds:.3f} s")
     return 0 if result.converged else 1
 
 

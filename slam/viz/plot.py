@@ -145,8 +145,13 @@ def plot_trajectories(
                     label=label)
         ax.set_aspect("equal", adjustable="datalim")
         ax.grid(True, linewidth=0.3)
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
+    return save_figure(fig, ax, path_png, title)
+
+
+def save_figure(fig, ax, path_png: str | os.PathLike, title: str | None, *, axes: str = "xy") -> Path:  # type: ignore[no-untyped-def]
+    """Label the axes (``axes``: their names), add the legend and title, save the PNG."""
+    for name in axes:
+        getattr(ax, f"set_{name}label")(name)
     ax.legend(loc="best", fontsize="small")
     if title:
         ax.set_title(title)

@@ -16,6 +16,8 @@ from torch import Tensor
 
 from liegeo import SE3
 
+from .plot import save_figure
+
 __all__ = ["CAMERA_COLOR", "POINT_COLOR", "camera_centers", "plot_scene", "save_scene_ply"]
 
 CAMERA_COLOR = (1.0, 0.0, 0.0)
@@ -52,15 +54,7 @@ def plot_scene(path_png: str | os.PathLike, points: Tensor, poses: SE3, *, title
     lo, hi = both.min(0), both.max(0)
     span = np.maximum(hi - lo, 1e-9)
     ax.set_box_aspect(tuple(span))  # equal scaling on every axis
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_zlabel("z")
-    ax.legend(loc="best", fontsize="small")
-    if title:
-        ax.set_title(title)
-    path = Path(path_png)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, ax, path_png, title, axes="xyz")
 
 
 def save_scene_ply(path_ply: str | os.PathLike, points: Tensor, poses: SE3) -> Path:
