@@ -22,8 +22,8 @@ def _damped_system(problem, batch: int = 1):
     return h, -g.expand(batch, -1) * torch.linspace(1.0, 2.0, batch, dtype=h.dtype).unsqueeze(-1)
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
-@pytest.mark.parametrize("reduced", ["cholesky", "pcg"])
+@pytest.mark.parametrize("backend, reduced", [("numba", "dense"), ("numba", "sparse"), ("numba", "pcg"),
+                                              ("torch", "dense"), ("torch", "pcg")])
 @pytest.mark.parametrize("fixed", [{}, {"fix_cameras": [0], "fix_intrinsics": True}])
 def test_solution_equals_dense_cholesky(fixed, reduced, backend):
     scene, _ = synthetic_bal(5, 30, seed=3)
@@ -38,12 +38,12 @@ def test_solution_equals_dense_cholesky(fixed, reduced, backend):
     assert bool(schur.ok.all())
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
-def test_a_singular_point_block_is_reported_not_ok(backend):
+@pytest.mark.parametrize("backend, reduced", [("numba", "dense"), ("numba", "sparse"), ("torch", "dense")])
+def test_a_singular_point_block_is_reported_not_ok(backend, reduced):
     scene, _ = synthetic_bal(3, 10, seed=0)
     problem, (_, _, points) = build(scene)
     h, b = _damped_system(problem)
-    solver = SchurComplement(points, backend=backend).prepare(problem)
+    solver = SchurComplement(points, backend=backend, reduced=reduced).prepare(problem)
     layout_columns = problem.structure.tables[2].offset
     # zero the first point's diagonal entries: its 3x3 block is no longer positive definite
     rows, cols = problem.structure.pattern.rows, problem.structure.pattern.cols
@@ -69,8 +69,8 @@ def test_unrolled_gradients_equal_those_through_dense_cholesky():
     for solver in ("schur", "schur-torch", "dense"):
         observations = scene.observations.clone().requires_grad_(True)
         problem, (_, _, points) = build(scene, fix_cameras=[0, 1], fix_intrinsics=True, observations=observations)
-        choice = {"schur": SchurComplement(points), "schur-torch": SchurComplement(points, backend="torch"),
-                  "dense": "dense"}[solver]
+        choice = {"schur": SchurComplement(points, reduced="sparse"),
+                  "schur-torch": SchurComplement(points, backend="torch"), "dense": "dense"}[solver]
         config = slam.LevenbergMarquardt(max_iterations=5, linear_solver=choice)
         result = slam.solve(problem, config, slam.Unroll())
         result[points].data.square().sum().backward()

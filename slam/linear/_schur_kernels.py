@@ -94,6 +94,42 @@ def reduce_matrix(values, a_row, a_col, a_slot, c_blocks, ptr, keep, w_rows, s_o
 
 
 @_jit
+def reduce_sparse(values, a_slot, a_target, c_blocks, ptr, w_rows, pair_slot, s_values, cinv_out):
+    """As ``reduce_matrix``, into the values ``s_values (nnz_S,)`` of ``S``'s sparse lower triangle:
+    ``a_target`` is each ``A`` entry's slot there, ``pair_slot`` each row pair's, in the order
+    visited below (``SchurLayout.row_pairs``)."""
+    for k in range(s_values.shape[0]):
+        s_values[k] = 0.0
+    for k in range(a_slot.shape[0]):
+        s_values[a_target[k]] += values[a_slot[k]]
+    d = c_blocks.shape[1]
+    widest = 0
+    for e in range(ptr.shape[0] - 1):
+        widest = max(widest, ptr[e + 1] - ptr[e])
+    y = np.empty((widest, d))
+    pair = 0
+    for e in range(ptr.shape[0] - 1):
+        if not _invert_spd(c_blocks[e], cinv_out[e]):
+            return False
+        start, m = ptr[e], ptr[e + 1] - ptr[e]
+        w = w_rows[start : start + m]
+        for i in range(m):
+            for a in range(d):
+                acc = 0.0
+                for b in range(d):
+                    acc += cinv_out[e, a, b] * w[i, b]
+                y[i, a] = acc
+        for i in range(m):
+            for j in range(i + 1):
+                acc = 0.0
+                for a in range(d):
+                    acc += y[i, a] * w[j, a]
+                s_values[pair_slot[pair]] -= acc
+                pair += 1
+    return True
+
+
+@_jit
 def reduce_rhs(w_rows, ptr, keep, cinv, rhs_keep, rhs_elim, out):
     """``out = rhs_keep - Σ_e W_e C_e⁻¹ rhs_e`` (``rhs_elim: (P, d)``)."""
     d = cinv.shape[1]

@@ -5,10 +5,17 @@ With ``H = [[A, W], [Wᵀ, C]]`` and ``C`` block diagonal (one ``d x d`` block p
 
     S = A - W C⁻¹ Wᵀ,   S x_k = b_k - W C⁻¹ b_e,   x_e = C⁻¹ (b_e - Wᵀ x_k).
 
-``S`` is formed densely (its size is the number of kept dimensions: 441 for Ladybug-49's cameras)
-and either factorized by a batched dense Cholesky (``reduced="cholesky"``, the default: exact) or
-solved by conjugate gradients preconditioned with the inverses of its diagonal blocks, one per kept
-variable element (``reduced="pcg"``: iterative Schur, to a relative residual ``tolerance``).  The index bookkeeping (which entries of ``H`` form
+The reduced system is solved by one of (``reduced``):
+
+- ``"dense"``: ``S`` formed densely and factorized by a batched dense Cholesky (right for up to a
+  few thousand kept dimensions: 441 for Ladybug-49's cameras);
+- ``"sparse"``: ``S`` formed in its own sparsity pattern (cameras that share a point) and factorized
+  by CHOLMOD, reusing the symbolic analysis (for many cameras, where a dense ``S`` would not fit);
+- ``"pcg"``: iterative Schur, conjugate gradients on the dense ``S`` preconditioned by the inverses of
+  its diagonal blocks, one per kept variable element, to a relative residual ``tolerance``;
+- ``"auto"`` (default): dense up to 4,000 kept dimensions, sparse beyond.
+
+The index bookkeeping (which entries of ``H`` form
 ``A``, ``C`` and ``W``) is done once per structure (``SchurLayout``); each iteration runs two numba
 loops over the eliminated elements.  The solve is differentiable in ``H``'s values and the
 right-hand side (the same formulas as ``sparse_solve``), so every backward mode works.
@@ -53,6 +60,21 @@ class SchurLayout:
     """``(nW, d)`` slots of ``W[keep, e's d columns]``."""
     blocks: tuple[Tensor, ...]
     """Per block size: ``(K, size)`` indices into ``S`` of the kept variable elements (block-Jacobi)."""
+
+    def sparse_reduced(self) -> tuple[Any, np.ndarray, np.ndarray]:
+        """``S``'s lower-triangle ``SparsePattern`` and the slot in its values of each ``A`` entry and of
+        each row pair of ``row_pairs`` (the order the kernel visits them); computed once, cached."""
+        if not hasattr(self, "_sparse"):
+            from .sparse_cholesky import SparsePattern
+
+            i, j = self.row_pairs()
+            rows = np.concatenate([self.a_row, self.keep[i]])
+            cols = np.concatenate([self.a_col, self.keep[j]])
+            pattern, slot = SparsePattern.from_coordinates(self.keep_columns.numel(), torch.from_numpy(rows),
+                                                           torch.from_numpy(cols))
+            slot = slot.numpy()
+            object.__setattr__(self, "_sparse", (pattern, slot[: self.a_row.size], slot[self.a_row.size :]))
+        return self._sparse
 
     def row_element(self) -> np.ndarray:
         """``(nW,)`` the eliminated element of each coupling row."""
@@ -120,7 +142,7 @@ class SchurFactorization(Factorization):
     batched torch operations on the values' device (``backend="torch"``: the path for CUDA, and for
     installs without numba; it holds one product per pair of coupling rows, ~90 MB on Ladybug-49)."""
 
-    def __init__(self, structure: Structure, layout: SchurLayout, values: Tensor, reduced: str = "cholesky",
+    def __init__(self, structure: Structure, layout: SchurLayout, values: Tensor, reduced: str = "dense",
                  tolerance: float = 1e-10, max_iterations: int = 500, backend: str = "numba"):
         self.structure, self.layout, self.values = structure, layout, values
         self.reduced, self.tolerance, self.max_iterations = reduced, tolerance, max_iterations
@@ -130,10 +152,15 @@ class SchurFactorization(Factorization):
         self._padded = torch.cat([v, torch.zeros(v.shape[0], 1, dtype=torch.float64, device=device)], dim=1)
         # The coupling rows W, gathered once into a contiguous array (see _schur_kernels)
         self._w = self._padded[:, torch.from_numpy(layout.w_slot).to(device)]
+        if reduced == "sparse":
+            if backend != "numba":
+                raise ValueError("the sparse reduced system needs the numba backend (CPU)")
+            self._reduce_sparse()
+            return
         s_tensor, ok = self._reduce_numba() if backend == "numba" else self._reduce_torch()
         nk = s_tensor.shape[-1]
         s_tensor[~ok] = torch.eye(nk, dtype=torch.float64, device=device)  # placeholders, reported not ok
-        if reduced == "cholesky":
+        if reduced == "dense":
             self._factor, info = torch.linalg.cholesky_ex(s_tensor)
         else:  # block-Jacobi preconditioner: the inverse of each kept element's diagonal block of S
             self._s, self._block_inverses = s_tensor, []
@@ -162,6 +189,32 @@ class SchurFactorization(Factorization):
                                               self._cinv[b].numpy())
         return torch.from_numpy(s), torch.from_numpy(ok)
 
+    def _reduce_sparse(self) -> None:
+        from . import _schur_kernels as kernels
+        from .sparse_cholesky import BatchedSparseCholesky
+
+        layout, padded, w = self.layout, self._padded.numpy(), self._w.numpy()
+        pattern, a_target, pair_slot = layout.sparse_reduced()
+        if not hasattr(layout, "_sparse_factor"):
+            object.__setattr__(layout, "_sparse_factor", BatchedSparseCholesky(pattern))
+        batch, num = padded.shape[0], layout.c_slot.shape[0]
+        values = np.zeros((batch, pattern.nnz))
+        self._cinv = torch.zeros(batch, num, layout.d, layout.d, dtype=torch.float64)
+        ok = np.zeros(batch, dtype=bool)
+        for b in range(batch):
+            if np.isfinite(padded[b]).all():
+                ok[b] = kernels.reduce_sparse(padded[b], layout.a_slot, a_target, padded[b][layout.c_slot], layout.ptr,
+                                              w[b], pair_slot, values[b], self._cinv[b].numpy())
+        values[~ok] = 0.0
+        values[np.ix_(~ok, pattern.diagonal.numpy())] = 1.0  # placeholders, reported not ok
+        self._sparse_values = torch.from_numpy(values)
+        self._factor = layout._sparse_factor
+        self._ok = torch.from_numpy(ok) & self._factor.factorize(self._sparse_values)
+        # This factorization's own numeric factors: the factor object is shared by every iteration, and
+        # a backward pass (unrolled) solves with them after later iterations have refactorized.
+        self._numeric = self._factor._numeric
+        self.ok = self._ok.to(self.values.device)
+
     def _reduce_torch(self) -> tuple[Tensor, Tensor]:
         layout, padded, device = self.layout, self._padded, self._padded.device
         batch, nk = padded.shape[0], layout.keep_columns.numel()
@@ -185,8 +238,10 @@ class SchurFactorization(Factorization):
         return torch.tril(s) + torch.tril(s, -1).mT, ok
 
     def _solve_reduced(self, rhs: Tensor) -> Tensor:
-        if self.reduced == "cholesky":
+        if self.reduced == "dense":
             return torch.cholesky_solve(rhs.unsqueeze(-1), self._factor).squeeze(-1)
+        if self.reduced == "sparse":
+            return self._numeric.solve(rhs)
         from .cg import preconditioned_cg
 
         def precondition(r: Tensor) -> Tensor:
@@ -260,6 +315,18 @@ class _SchurSolve(torch.autograd.Function):
         return grad_values, grad_rhs.to(device=grad_x.device, dtype=grad_x.dtype), None
 
 
+DENSE_REDUCED_LIMIT = 4000
+"""Kept dimensions up to which ``reduced="auto"`` forms ``S`` densely (128 MB in float64 at 4,000)."""
+
+
+def _have_cholmod() -> bool:
+    try:
+        import sksparse.cholmod  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _have_numba() -> bool:
     try:
         import numba  # noqa: F401
@@ -270,15 +337,15 @@ def _have_numba() -> bool:
 
 class SchurComplement(LinearSolver):
     """Eliminate the elements of ``eliminate`` (e.g. the points of bundle adjustment), then solve the
-    reduced system by dense Cholesky or block-Jacobi PCG (``reduced``).  ``backend``: ``"numba"``
+    reduced system by dense or sparse Cholesky or block-Jacobi PCG (``reduced``, see the module).  ``backend``: ``"numba"``
     (CPU), ``"torch"`` (any device) or ``"auto"``.  Bound to a problem by the optimizer (``prepare``)."""
 
     name = "schur"
 
-    def __init__(self, eliminate: Variable, *, reduced: str = "cholesky", tolerance: float = 1e-10,
+    def __init__(self, eliminate: Variable, *, reduced: str = "auto", tolerance: float = 1e-10,
                  max_iterations: int = 500, backend: str = "auto", _table: int | None = None):
-        if reduced not in ("cholesky", "pcg"):
-            raise ValueError(f"reduced must be 'cholesky' or 'pcg', got {reduced!r}")
+        if reduced not in ("auto", "dense", "sparse", "pcg"):
+            raise ValueError(f"reduced must be auto, dense, sparse or pcg, got {reduced!r}")
         if backend not in ("auto", "numba", "torch"):
             raise ValueError(f"backend must be auto, numba or torch, got {backend!r}")
         self.eliminate, self.reduced, self.backend, self._table = eliminate, reduced, backend, _table
@@ -295,11 +362,15 @@ class SchurComplement(LinearSolver):
         key = ("schur", self._table)
         if key not in structure.solver_cache:
             structure.solver_cache[key] = SchurLayout.analyze(structure, self._table)
+        layout = structure.solver_cache[key]
         backend = self.backend
         if backend == "auto":  # numba on the CPU where installed; torch on other devices
             backend = "numba" if values.device.type == "cpu" and _have_numba() else "torch"
-        return SchurFactorization(structure, structure.solver_cache[key], values, self.reduced, self.tolerance,
-                                  self.max_iterations, backend)
+        reduced = self.reduced
+        if reduced == "auto":
+            large = layout.keep_columns.numel() > DENSE_REDUCED_LIMIT and backend == "numba" and _have_cholmod()
+            reduced = "sparse" if large else "dense"
+        return SchurFactorization(structure, layout, values, reduced, self.tolerance, self.max_iterations, backend)
 
     def __repr__(self) -> str:
         return f"SchurComplement(eliminate={self.eliminate.name}, reduced={self.reduced})"
