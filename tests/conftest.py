@@ -33,3 +33,12 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is missing (the shared data sets are not installed beside the checkout)")
     return path
+
+
+BUNDLED_DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def data_file(name: str, *shared_folder: str) -> Path:
+    """A file bundled in ``data/``, else from ``SHARED_DATA / shared_folder``, else skip the test."""
+    bundled = BUNDLED_DATA / name
+    return bundled if bundled.exists() else shared_file(*shared_folder, name)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import slam
-from conftest import shared_file
+from conftest import data_file
 from liegeo import SE3, Euclidean
 from liegeo.testing import check_jacobians
 from slam.ba import build, optimize, synthetic_bal
@@ -43,14 +43,14 @@ def _independent_cost(path) -> float:
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_COSTS))
 def test_initial_cost_equals_the_published_reference(name):
-    problem = read_bal(shared_file("bundle_adjustment", f"{name}.txt"))
+    problem = read_bal(data_file(f"{name}.txt", "bundle_adjustment"))
     assert problem.cost() == pytest.approx(REFERENCE_COSTS[name], rel=1e-9)
     least_squares, _ = build(problem)
     assert float(least_squares.cost(least_squares.initial_values())[0]) == pytest.approx(REFERENCE_COSTS[name], rel=1e-9)
 
 
 def test_small_file_against_an_independent_implementation():
-    path = shared_file("bundle_adjustment", "dubrovnik-3-7-pre.txt")
+    path = data_file("dubrovnik-3-7-pre.txt", "bundle_adjustment")
     problem = read_bal(path)
     assert (problem.num_cameras, problem.num_points, problem.num_observations) == (3, 7, 19)
     assert problem.cost() == pytest.approx(_independent_cost(path), rel=1e-13)

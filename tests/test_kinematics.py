@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from conftest import shared_file
+from conftest import data_file
 from liegeo import SE3, Euclidean
 from liegeo.testing import check_jacobians
 from slam.kinematics import Kinematics, URDFError, read_urdf
@@ -23,15 +23,15 @@ END_EFFECTORS = {"panda": "panda_virtual_ee_link", "kuka": "lbr_iiwa_link_7", "u
 
 
 def _robot(name: str) -> Kinematics:
-    return Kinematics(read_urdf(shared_file("kinematics", ROBOTS[name][0])))
+    return Kinematics(read_urdf(data_file(ROBOTS[name][0], "kinematics")))
 
 
 @pytest.mark.parametrize("name", sorted(ROBOTS))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_forward_kinematics_equals_the_reference_poses(name, dtype):
     urdf, reference, tolerance = ROBOTS[name]
-    kinematics = Kinematics(read_urdf(shared_file("kinematics", urdf)), dtype=dtype)
-    data = json.loads(shared_file("kinematics", reference).read_text())
+    kinematics = Kinematics(read_urdf(data_file(urdf, "kinematics")), dtype=dtype)
+    data = json.loads(data_file(reference, "kinematics").read_text())
     q = torch.tensor(data["joint_states"], dtype=dtype)
     if "joint_names" in data:
         assert list(kinematics.robot.joint_names) == data["joint_names"]
@@ -48,7 +48,7 @@ def test_forward_kinematics_and_jacobians_equal_pytorch_kinematics(name):
     pk = pytest.importorskip("pytorch_kinematics")
     kinematics = _robot(name)
     ee = END_EFFECTORS[name]
-    chain = pk.build_serial_chain_from_urdf(shared_file("kinematics", ROBOTS[name][0]).read_bytes(), ee)
+    chain = pk.build_serial_chain_from_urdf(data_file(ROBOTS[name][0], "kinematics").read_bytes(), ee)
     chain = chain.to(dtype=torch.float64)
     assert list(chain.get_joint_parameter_names()) == list(kinematics.robot.joint_names)
     q = kinematics.random_configurations(200, generator=torch.Generator().manual_seed(1))
