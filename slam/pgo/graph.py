@@ -124,10 +124,18 @@ class PoseGraph:
             ids=self.ids.to(device), fixed=self.fixed.to(device),
         )
 
-    def problem(self, poses: LieGroup | None = None, *, loss: RobustLoss | None = None) -> tuple[Problem, Variable]:
-        """The least-squares problem (one vectorized ``Between`` cost) and its pose variable."""
+    def problem(self, poses: LieGroup | None = None, *, loss: RobustLoss | None = None,
+                edge_weights: Tensor | None = None) -> tuple[Problem, Variable]:
+        """The least-squares problem (one vectorized ``Between`` cost) and its pose variable.
+
+        ``edge_weights: (E,)`` or ``(B, E)``, positive, scale each edge's information (``w_e Ω_e``); they
+        may come from a network and require grad (``slam.learning``): gradients of the solution flow
+        to them, as they do to ``measurements`` and ``poses`` that require grad.
+        """
         variable = Variable(self.poses if poses is None else poses, fixed=self.fixed, name="pose")
         weight = SqrtInformation.from_information(self.information, what=f"{self.source or 'pose graph'}: information")
+        if edge_weights is not None:
+            weight = SqrtInformation(weight.matrix * edge_weights.sqrt()[..., None, None])
         cost = Between(variable[self.i], variable[self.j], measurement=self.measurements, weight=weight, loss=loss,
                        name="between")
         return Problem([cost]), variable

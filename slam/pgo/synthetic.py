@@ -11,6 +11,8 @@ into a batch (``PoseGraph.stack``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
@@ -85,3 +87,63 @@ def synthetic_batch(batch_size: int, *args, noise_seed: int = 0, **kwargs) -> tu
     stacked; returns ``(graph, ground_truth)`` with ``ground_truth`` the shared true poses."""
     pairs = [synthetic_graph(*args, noise_seed=noise_seed + b, **kwargs) for b in range(batch_size)]
     return PoseGraph.stack([g for g, _ in pairs]), pairs[0][1]
+
+
+@dataclasses.dataclass(frozen=True)
+class OutlierBatch:
+    """``synthetic_outlier_batch``'s data: B graphs of one structure whose loop closures are partly
+    outliers, with a noisy descriptor per loop closure that hints (imperfectly) at which."""
+
+    graph: PoseGraph
+    """The stacked graphs (``batch_size`` B): odometry initial guess, corrupted loop closures."""
+    truth: SE2 | SE3
+    """``(N,)`` true poses (shared by the batch)."""
+    loops: Tensor
+    """``(L,)`` indices of the loop-closure edges among the graph's edges."""
+    features: Tensor
+    """``(B, L, F)`` descriptors: inliers drawn around ``+separation/2``, outliers around ``-separation/2``."""
+    outlier: Tensor
+    """``(B, L)`` bool: which loop closures were corrupted."""
+
+
+def synthetic_outlier_batch(
+    batch: int,
+    group: type[SE2] | type[SE3] = SE2,
+    num_poses: int = 40,
+    num_loop_closures: int = 20,
+    *,
+    outlier_ratio: float = 0.3,
+    feature_dim: int = 8,
+    separation: float = 1.0,
+    outlier_translation: float = 2.0,
+    outlier_rotation: float = 1.0,
+    structure_seed: int = 0,
+    seed: int = 0,
+) -> OutlierBatch:
+    """Graphs as ``synthetic_graph`` (noise seeds ``seed·batch + b``) whose loop closures are replaced,
+    each with probability ``outlier_ratio``, by a relative pose perturbed by Gaussian tangent noise of
+    ``outlier_translation`` (per translation axis) and ``outlier_rotation`` (rad per axis); each loop
+    closure also gets a ``feature_dim``-vector descriptor with unit Gaussian noise around a class mean
+    (``±separation/2`` per component)."""
+    graphs, truth = [], None
+    for b in range(batch):
+        graph, truth = synthetic_graph(group, num_poses, num_loop_closures, structure_seed=structure_seed,
+                                       noise_seed=seed * batch + b)
+        graphs.append(graph)
+    stacked = PoseGraph.stack(graphs)
+    loops = torch.arange(num_poses - 1, stacked.num_edges)
+    g = torch.Generator().manual_seed(10_000 + seed)
+    outlier = torch.rand(batch, loops.numel(), generator=g) < outlier_ratio
+    d = group.tangent_dim
+    rotation_dims = 1 if group is SE2 else 3
+    scale = torch.full((d,), outlier_rotation, dtype=torch.float64)
+    scale[: d - rotation_dims] = outlier_translation
+    corruption = scale * torch.randn(batch, loops.numel(), d, generator=g, dtype=torch.float64)
+    measurements = stacked.measurements.data.clone()
+    corrupted = stacked.measurements[:, loops].retract(corruption).data
+    measurements[:, loops] = torch.where(outlier.unsqueeze(-1), corrupted, measurements[:, loops])
+    mean = torch.where(outlier, -0.5 * separation, 0.5 * separation).to(torch.float64)
+    features = mean.unsqueeze(-1) + torch.randn(batch, loops.numel(), feature_dim, generator=g, dtype=torch.float64)
+    graph = dataclasses.replace(stacked, measurements=group(measurements),
+                                source=f"synthetic {group.__name__} with outliers (structure {structure_seed}, seed {seed})")
+    return OutlierBatch(graph, truth, loops, features, outlier)
