@@ -1,6 +1,11 @@
 """Learned measurement weighting for pose graphs, trained through the PGO layer.
 
     python examples/learned_edge_weights.py [--seeds 3] [--steps 60] [--batch 16] [--png curve.png] [--memory]
+    torchrun --nproc_per_node 2 examples/learned_edge_weights.py --ddp [--seeds 1] ...
+
+With ``--ddp`` (under ``torchrun``) every process solves its share of each batch of graphs and
+``DistributedDataParallel`` (gloo, CPU) averages the gradients, so the run gives the same network as
+one process with the same global batch (``tests/test_ddp.py`` checks that).
 
 Data (``slam.pgo.synthetic_outlier_batch``): 2D graphs of 40 poses with 20 loop closures, ~30 % of
 which are outliers (relative poses off by ~2 units and ~1 rad); each loop closure comes with an
@@ -46,18 +51,35 @@ def edge_weights(net: EdgeWeightNet, data: OutlierBatch) -> torch.Tensor:
     return weights.index_put((torch.arange(batch)[:, None], data.loops[None, :]), net(data.features))
 
 
-def train(seed: int, steps: int, batch: int, learning_rate: float) -> tuple[EdgeWeightNet, list[float]]:
+def train(seed: int, steps: int, batch: int, learning_rate: float, *,
+          distributed: bool = False) -> tuple[EdgeWeightNet, list[float]]:
+    """Adam on the mean trajectory error of each batch; under ``distributed`` (an initialized process
+    group) each process takes the graphs ``rank, rank + world, ...`` of every batch and
+    ``DistributedDataParallel`` averages the gradients."""
     torch.manual_seed(seed)
     net = EdgeWeightNet(8).double()
-    optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
+    rank, world = 0, 1
+    model = net
+    if distributed:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if batch % world:
+            raise ValueError(f"--batch {batch} must be a multiple of the {world} processes")
+        model = DistributedDataParallel(net)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     curve = []
     try:
         from tqdm.auto import trange
     except ImportError:
         trange = range
-    for step in trange(steps, desc=f"seed {seed}", leave=False):
-        data = synthetic_outlier_batch(batch, seed=1000 * seed + step)
-        loss = solve(data, edge_weights(net, data)).mean()
+    for step in trange(steps, desc=f"seed {seed}", leave=False, disable=rank != 0):
+        data = synthetic_outlier_batch(batch, seed=1000 * seed + step).select(torch.arange(rank, batch, world))
+        weights = torch.ones(data.graph.batch_size, data.graph.num_edges, dtype=torch.float64)
+        weights = weights.index_put((torch.arange(data.graph.batch_size)[:, None], data.loops[None, :]),
+                                    model(data.features))
+        loss = solve(data, weights).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -88,17 +110,28 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-2)
     parser.add_argument("--png", type=Path, help="learning curves")
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--ddp", action="store_true", help="data parallel under torchrun (gloo)")
+    parser.add_argument("--save", type=Path, help="save the trained network of the last seed (state_dict)")
     args = parser.parse_args()
+    rank = 0
+    if args.ddp:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+        rank = dist.get_rank()
 
     test = synthetic_outlier_batch(64, seed=999_999)
     with torch.no_grad():
         fixed = float(solve(test).mean())
         robust = float(solve(test, loss=Cauchy(1.0)).mean())
-    print(f"held-out: 64 graphs, {int(test.outlier.sum())} of {test.outlier.numel()} loop closures are outliers")
+    if rank == 0:
+        print(f"held-out: 64 graphs, {int(test.outlier.sum())} of {test.outlier.numel()} loop closures are outliers")
     rows, curves = [], []
     start = time.perf_counter()
     for seed in range(args.seeds):
-        net, curve = train(seed, args.steps, args.batch, args.learning_rate)
+        net, curve = train(seed, args.steps, args.batch, args.learning_rate, distributed=args.ddp)
+        if rank != 0:
+            continue
         curves.append(curve)
         with torch.no_grad():
             learned = float(solve(test, edge_weights(net, test)).mean())
@@ -106,6 +139,10 @@ def main() -> None:
         rows.append((seed, learned, float(w[~test.outlier].mean()), float(w[test.outlier].mean())))
         print(f"seed {seed}: ATE learned {learned:.4f} (fixed {fixed:.4f}, Cauchy {robust:.4f}); mean weight "
               f"inliers {rows[-1][2]:.3f}, outliers {rows[-1][3]:.3f}")
+    if args.save and rank == 0:
+        torch.save(net.state_dict(), args.save)
+    if rank != 0:
+        return
     learned = [r[1] for r in rows]
     print(f"training: {time.perf_counter() - start:.1f} s for {args.seeds} seeds x {args.steps} steps of "
           f"{args.batch} graphs")

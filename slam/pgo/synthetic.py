@@ -105,6 +105,14 @@ class OutlierBatch:
     outlier: Tensor
     """``(B, L)`` bool: which loop closures were corrupted."""
 
+    def select(self, index: Tensor) -> OutlierBatch:
+        """The graphs ``index`` of the batch (e.g. one process's shard under data parallelism)."""
+        graph = self.graph
+        information = graph.information[index] if graph.information.dim() == 4 else graph.information
+        graph = dataclasses.replace(graph, poses=graph.poses[index], measurements=graph.measurements[index],
+                                    information=information)
+        return dataclasses.replace(self, graph=graph, features=self.features[index], outlier=self.outlier[index])
+
 
 def synthetic_outlier_batch(
     batch: int,
