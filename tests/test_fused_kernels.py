@@ -118,11 +118,15 @@ def test_bal_reprojection_linearization_equals_the_torch_path(robust, batch, mon
 
     scene, _ = synthetic_bal(4, 25, seed=7, pixel_noise=3.0)
     problem, variables = build(scene, loss=Huber(2.0) if robust else None)
+    if batch:  # the same cost over a batch of two slightly different parameter sets
+        cost = problem.costs[0]
+        batched = [slam.Variable(v.value._new(torch.stack([v.value.data, v.value.retract(
+            1e-3 * torch.randn(*v.value.shape, v.value.tangent_dim, dtype=torch.float64)).data])), name=v.name)
+            for v in variables]
+        refs = [batched[variables.index(ref.variable)][ref.index] for ref in cost.variables]
+        problem = Problem([type(cost)(*refs, loss=cost.loss, **cost.data)])
+        assert problem.batch_size == 2
     values = problem.initial_values()
-    if batch:
-        values = [v._new(torch.cat([v.data, v.retract(1e-3 * torch.randn(*v.shape, v.tangent_dim,
-                                                                          dtype=torch.float64)).data])) for v in values]
-        problem.batch_size = 2
     import slam._bal_kernels as bal
 
     calls = []

@@ -24,6 +24,7 @@ right-hand side (the same formulas as ``sparse_solve``), so every backward mode 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -61,35 +62,46 @@ class SchurLayout:
     blocks: tuple[Tensor, ...]
     """Per block size: ``(K, size)`` indices into ``S`` of the kept variable elements (block-Jacobi)."""
 
-    def sparse_reduced(self) -> tuple[Any, np.ndarray, np.ndarray]:
-        """``S``'s lower-triangle ``SparsePattern`` and the slot in its values of each ``A`` entry and of
-        each row pair of ``row_pairs`` (the order the kernel visits them); computed once, cached."""
-        if not hasattr(self, "_sparse"):
-            from .sparse_cholesky import SparsePattern
+    # Derived tables, computed on first use (cached_property writes to the instance dict, which a frozen
+    # dataclass allows): only the backends and reduced systems that need them pay for them.
 
-            i, j = self.row_pairs()
-            rows = np.concatenate([self.a_row, self.keep[i]])
-            cols = np.concatenate([self.a_col, self.keep[j]])
-            pattern, slot = SparsePattern.from_coordinates(self.keep_columns.numel(), torch.from_numpy(rows),
-                                                           torch.from_numpy(cols))
-            slot = slot.numpy()
-            object.__setattr__(self, "_sparse", (pattern, slot[: self.a_row.size], slot[self.a_row.size :]))
-        return self._sparse
-
+    @functools.cached_property
     def row_element(self) -> np.ndarray:
         """``(nW,)`` the eliminated element of each coupling row."""
         return np.repeat(np.arange(self.ptr.size - 1), np.diff(self.ptr))
 
+    @functools.cached_property
     def row_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """All pairs ``(i, j)`` of coupling rows of one element with ``j <= i`` (the torch backend's
-        lower-triangle products), without a loop over elements."""
-        element = self.row_element()
+        """All pairs ``(i, j)`` of coupling rows of one element with ``j <= i``, element by element (the
+        order the kernels visit them), without a loop over elements."""
+        element = self.row_element
         local = np.arange(element.size) - self.ptr[element]
         counts = local + 1
         first = np.repeat(np.cumsum(counts) - counts, counts)
         i = np.repeat(np.arange(element.size), counts)
         j = np.repeat(self.ptr[element], counts) + (np.arange(int(counts.sum())) - first)
         return i, j
+
+    @functools.cached_property
+    def sparse_reduced(self) -> tuple[Any, np.ndarray, np.ndarray]:
+        """``S``'s lower-triangle ``SparsePattern`` and the slot in its values of each ``A`` entry and of
+        each row pair of ``row_pairs``."""
+        from .sparse_cholesky import SparsePattern
+
+        i, j = self.row_pairs
+        rows = np.concatenate([self.a_row, self.keep[i]])
+        cols = np.concatenate([self.a_col, self.keep[j]])
+        pattern, slot = SparsePattern.from_coordinates(self.keep_columns.numel(), torch.from_numpy(rows),
+                                                       torch.from_numpy(cols))
+        slot = slot.numpy()
+        return pattern, slot[: self.a_row.size], slot[self.a_row.size :]
+
+    @functools.cached_property
+    def sparse_factor(self) -> Any:
+        """The CHOLMOD factor of ``S`` (its symbolic analysis is reused by every factorization)."""
+        from .sparse_cholesky import BatchedSparseCholesky
+
+        return BatchedSparseCholesky(self.sparse_reduced[0])
 
     @classmethod
     def analyze(cls, structure: Structure, table: int) -> SchurLayout:
@@ -191,12 +203,9 @@ class SchurFactorization(Factorization):
 
     def _reduce_sparse(self) -> None:
         from . import _schur_kernels as kernels
-        from .sparse_cholesky import BatchedSparseCholesky
 
         layout, padded, w = self.layout, self._padded.numpy(), self._w.numpy()
-        pattern, a_target, pair_slot = layout.sparse_reduced()
-        if not hasattr(layout, "_sparse_factor"):
-            object.__setattr__(layout, "_sparse_factor", BatchedSparseCholesky(pattern))
+        pattern, a_target, pair_slot = layout.sparse_reduced
         batch, num = padded.shape[0], layout.c_slot.shape[0]
         values = np.zeros((batch, pattern.nnz))
         self._cinv = torch.zeros(batch, num, layout.d, layout.d, dtype=torch.float64)
@@ -208,7 +217,7 @@ class SchurFactorization(Factorization):
         values[~ok] = 0.0
         values[np.ix_(~ok, pattern.diagonal.numpy())] = 1.0  # placeholders, reported not ok
         self._sparse_values = torch.from_numpy(values)
-        self._factor = layout._sparse_factor
+        self._factor = layout.sparse_factor
         self._ok = torch.from_numpy(ok) & self._factor.factorize(self._sparse_values)
         # This factorization's own numeric factors: the factor object is shared by every iteration, and
         # a backward pass (unrolled) solves with them after later iterations have refactorized.
@@ -220,10 +229,8 @@ class SchurFactorization(Factorization):
         batch, nk = padded.shape[0], layout.keep_columns.numel()
         index = {name: torch.from_numpy(np.ascontiguousarray(array)).to(device) for name, array in (
             ("c_slot", layout.c_slot), ("a_slot", layout.a_slot), ("a_flat", layout.a_row * nk + layout.a_col),
-            ("element", layout.row_element()), ("keep", layout.keep))}
-        if not hasattr(layout, "_pairs"):  # cached on the (frozen) layout: computed once per structure
-            object.__setattr__(layout, "_pairs", layout.row_pairs())
-        i, j = (torch.from_numpy(a).to(device) for a in layout._pairs)
+            ("element", layout.row_element), ("keep", layout.keep))}
+        i, j = (torch.from_numpy(a).to(device) for a in layout.row_pairs)
         c = padded[:, index["c_slot"]]
         factor, info = torch.linalg.cholesky_ex(c)
         ok = (info == 0).all(-1) & torch.isfinite(padded).all(-1)
@@ -276,7 +283,7 @@ class SchurFactorization(Factorization):
                 kernels.back_substitute(self._w[b].numpy(), layout.ptr, layout.keep, self._cinv[b].numpy(),
                                         x_keep[b].numpy(), rhs_elim[b].numpy(), x_elim[b].numpy())
         else:
-            element = torch.from_numpy(layout.row_element()).to(device)
+            element = torch.from_numpy(layout.row_element).to(device)
             keep = torch.from_numpy(layout.keep).to(device)
             z = (self._cinv @ rhs_elim.unsqueeze(-1)).squeeze(-1)  # C⁻¹ rhs_e
             reduced = rhs_keep.index_add(1, keep, -(self._w * z[:, element]).sum(-1))
