@@ -16,8 +16,7 @@ from torch import Tensor
 
 from liegeo import SE3, LieGroup
 
-
-from .costs.base import Cost
+from .costs.base import Cost, kernel_inputs_ok
 from .structure import Structure, analyze, structure_key
 from .variables import Variable
 
@@ -193,15 +192,10 @@ class Problem:
 
 def _retract(value: LieGroup, step: Tensor) -> LieGroup:
     """``value.retract(step)``, by the fused kernel for SE(3) in float64 on the CPU without autograd."""
-    if type(value) is not SE3:
+    if type(value) is not SE3 or not kernel_inputs_ok(value.data, step):
         return value.retract(step)
     from . import _se3_kernels  # imported on first use: numba takes ~0.2 s to import
 
-    tensors = (value.data, step)
-    if (not _se3_kernels.available()
-            or any(t.device.type != "cpu" or t.dtype != torch.float64 for t in tensors)
-            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
-        return value.retract(step)
     # (np.broadcast_shapes: torch.broadcast_shapes imports sympy, 0.5 s, on its first call)
     shape = np.broadcast_shapes(tuple(value.data.shape[:-1]), tuple(step.shape[:-1]))
     x = value.data.expand(*shape, 7).reshape(-1, 7).contiguous()

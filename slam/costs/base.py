@@ -137,6 +137,20 @@ def residual(
     return make(fn) if fn is not None else make
 
 
+def kernel_inputs_ok(*tensors: Tensor) -> bool:
+    """Whether a fused CPU kernel (numba) may take these tensors: all on the CPU, float64, and none
+    that autograd has to see (kernels are not differentiable; the torch path is used instead)."""
+    if any(t.device.type != "cpu" or t.dtype != torch.float64 for t in tensors):
+        return False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def autodiff_jacobians(
     fn: Callable[..., Tensor], values: tuple[LieGroup, ...], data: dict[str, Any], mode: JacobianMode = "auto"
 ) -> tuple[Tensor, list[Tensor]]:

@@ -14,7 +14,7 @@ from torch import Tensor
 from liegeo import SE3, LieGroup
 
 from ..weights import SqrtInformation
-from .base import residual
+from .base import kernel_inputs_ok, residual
 
 
 def _kernels():
@@ -54,7 +54,7 @@ class Between(residual(_between, jacobians=_between_jacobians)):
 
     def _sqrt_information(self, x_i: LieGroup, x_j: LieGroup, measurement: LieGroup) -> Tensor | None:
         """``(Bl, E, 6, 6)`` float64 when the fused kernel applies, else None."""
-        if not (type(x_i) is SE3 and _kernels().available() and type(x_j) is SE3 and type(measurement) is SE3):
+        if not (type(x_i) is SE3 and type(x_j) is SE3 and type(measurement) is SE3):
             return None
         if self.weight is None:
             matrix = torch.eye(6, dtype=torch.float64).expand(1, x_i.shape[-1], 6, 6)
@@ -62,10 +62,7 @@ class Between(residual(_between, jacobians=_between_jacobians)):
             matrix = self.weight.matrix
         else:
             return None
-        tensors = (x_i.data, x_j.data, measurement.data, matrix)
-        if any(t.device.type != "cpu" or t.dtype != torch.float64 for t in tensors):
-            return None
-        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        if not kernel_inputs_ok(x_i.data, x_j.data, measurement.data, matrix):
             return None
         return matrix.reshape(-1, *matrix.shape[-3:])
 

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from liegeo import SE3, Euclidean
 
-from .base import residual
+from .base import kernel_inputs_ok, residual
 
 
 def bal_project(camera_points: Tensor, intrinsics: Tensor) -> Tensor:
@@ -69,18 +69,8 @@ class BALReprojection(residual(_reprojection, jacobians=_reprojection_jacobians)
     """
 
     def _fusable(self, pose: SE3, intrinsics: Euclidean, point: Euclidean, observation: Tensor) -> bool:
-        if self.weight is not None or type(pose) is not SE3:
-            return False
-        tensors = (pose.data, intrinsics.data, point.data, observation)
-        if any(t.device.type != "cpu" or t.dtype != torch.float64 for t in tensors):
-            return False
-        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            return False
-        try:
-            import numba  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        return (self.weight is None and type(pose) is SE3
+                and kernel_inputs_ok(pose.data, intrinsics.data, point.data, observation))
 
     def _arrays(self, pose: SE3, intrinsics: Euclidean, point: Euclidean, observation: Tensor) -> tuple:
         batch = max(pose.data.reshape(-1, self.num, 7).shape[0], point.data.reshape(-1, self.num, 3).shape[0],
