@@ -51,17 +51,8 @@ class Kinematics:
         joint_of_child = {j.child: k for k, j in enumerate(joints)}
         self.parent_link = [self.link_index[j.parent] for j in joints]
         self.child_link = [self.link_index[j.child] for j in joints]
-        # The movable joints between the root and each link (for the Jacobians).
-        self.chain: dict[str, list[int]] = {}
-        for name in robot.links:
-            path, link = [], name
-            while link in joint_of_child:
-                k = joint_of_child[link]
-                if joints[k].movable:
-                    path.append(k)
-                link = joints[k].parent
-            self.chain[name] = path[::-1]
-        # The joints between the root and each link (all of them, fixed ones included).
+        # The joints between the root and each link (fixed ones included: forward kinematics needs them),
+        # and the movable ones among them, root first (the Jacobian's columns).
         self.ancestors: dict[str, set[int]] = {}
         for name in robot.links:
             path, link = set(), name
@@ -69,6 +60,8 @@ class Kinematics:
                 path.add(joint_of_child[link])
                 link = joints[joint_of_child[link]].parent
             self.ancestors[name] = path
+        self.chain = {name: [k for k in range(len(joints)) if k in path and joints[k].movable]
+                      for name, path in self.ancestors.items()}  # joints are in topological order
         self.lower = torch.tensor([j.lower for j in robot.movable_joints], dtype=dtype, device=self.device)
         self.upper = torch.tensor([j.upper for j in robot.movable_joints], dtype=dtype, device=self.device)
 
