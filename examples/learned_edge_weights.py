@@ -44,8 +44,9 @@ def solve(data: OutlierBatch, weights: torch.Tensor | None = None, loss=None, *,
     return translation_rmse(result[poses], data.truth)
 
 
-def edge_weights(net: EdgeWeightNet, data: OutlierBatch) -> torch.Tensor:
-    """``(B, E)``: 1 on odometry edges, the network's weight on loop closures."""
+def edge_weights(net: torch.nn.Module, data: OutlierBatch) -> torch.Tensor:
+    """``(B, E)``: 1 on odometry edges, the network's weight on loop closures (``net`` may be the
+    ``DistributedDataParallel`` wrapper)."""
     batch = data.graph.batch_size
     weights = torch.ones(batch, data.graph.num_edges, dtype=torch.float64)
     return weights.index_put((torch.arange(batch)[:, None], data.loops[None, :]), net(data.features))
@@ -76,10 +77,7 @@ def train(seed: int, steps: int, batch: int, learning_rate: float, *,
         trange = range
     for step in trange(steps, desc=f"seed {seed}", leave=False, disable=rank != 0):
         data = synthetic_outlier_batch(batch, seed=1000 * seed + step).select(torch.arange(rank, batch, world))
-        weights = torch.ones(data.graph.batch_size, data.graph.num_edges, dtype=torch.float64)
-        weights = weights.index_put((torch.arange(data.graph.batch_size)[:, None], data.loops[None, :]),
-                                    model(data.features))
-        loss = solve(data, weights).mean()
+        loss = solve(data, edge_weights(model, data)).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
