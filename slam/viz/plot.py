@@ -145,13 +145,13 @@ def plot_trajectories(
                     label=label)
         ax.set_aspect("equal", adjustable="datalim")
         ax.grid(True, linewidth=0.3)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
     return save_figure(fig, ax, path_png, title)
 
 
-def save_figure(fig, ax, path_png: str | os.PathLike, title: str | None, *, axes: str = "xy") -> Path:  # type: ignore[no-untyped-def]
-    """Label the axes (``axes``: their names), add the legend and title, save the PNG."""
-    for name in axes:
-        getattr(ax, f"set_{name}label")(name)
+def save_figure(fig, ax, path_png: str | os.PathLike, title: str | None) -> Path:  # type: ignore[no-untyped-def]
+    """Add the legend and the title, save the PNG."""
     ax.legend(loc="best", fontsize="small")
     if title:
         ax.set_title(title)
@@ -186,9 +186,4 @@ def plot_errors(path_png: str | os.PathLike, errors: Tensor, title: str | None =
     ax.set_xlabel("pose index")
     ax.set_ylabel("error")
     ax.grid(True, linewidth=0.3)
-    ax.legend(loc="best", fontsize="small")
-    if title:
-        ax.set_title(title)
-    path = Path(path_png)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, ax, path_png, title)

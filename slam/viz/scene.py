@@ -54,7 +54,10 @@ def plot_scene(path_png: str | os.PathLike, points: Tensor, poses: SE3, *, title
     lo, hi = both.min(0), both.max(0)
     span = np.maximum(hi - lo, 1e-9)
     ax.set_box_aspect(tuple(span))  # equal scaling on every axis
-    return save_figure(fig, ax, path_png, title, axes="xyz")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_zlabel("z")
+    return save_figure(fig, ax, path_png, title)
 
 
 def save_scene_ply(path_ply: str | os.PathLike, points: Tensor, poses: SE3) -> Path:
