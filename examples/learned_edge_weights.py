@@ -34,6 +34,7 @@ import slam
 from slam.learning import EdgeWeightNet, translation_rmse
 from slam.pgo import OutlierBatch, synthetic_outlier_batch
 from slam.robust import Cauchy
+from slam.viz import plot_learning_curves
 
 
 def solve(data: OutlierBatch, weights: torch.Tensor | None = None, loss=None, *, iterations: int = 30,
@@ -150,18 +151,9 @@ def main() -> None:
           + ", ".join(f"{100 * (1 - x / fixed):.1f} %" for x in learned) + f"); vs Cauchy: "
           f"{100 * (1 - statistics.mean(learned) / robust):.1f} % lower")
     if args.png:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(7, 4), dpi=110)
-        ax = fig.add_subplot()
-        for seed, curve in enumerate(curves):
-            ax.plot(curve, linewidth=1, label=f"seed {seed}")
-        ax.axhline(fixed, color="0.5", linestyle="--", label="fixed weights (held-out)")
-        ax.axhline(robust, color="0.3", linestyle=":", label="Cauchy (held-out)")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("translation RMSE of the solution")
-        ax.legend(fontsize="small")
-        fig.savefig(args.png)
+        plot_learning_curves(args.png, {f"seed {seed}": curve for seed, curve in enumerate(curves)},
+                             ylabel="translation RMSE of the solution",
+                             baselines={"fixed weights (held-out)": fixed, "Cauchy (held-out)": robust})
         print(f"learning curves: {args.png}")
     if args.memory:
         for iterations in (5, 10, 20, 40):

@@ -38,6 +38,7 @@ from slam import Cauchy, RobustLoss, ScalarWeight
 from slam.costs import PinholeReprojection
 from slam.costs.reprojection import pinhole_project
 from slam.optim.config import BackwardMode
+from slam.viz import plot_learning_curves
 
 CAMERAS, POINTS, DESCRIPTOR = 6, 40, 6
 INTRINSICS = (500.0, 500.0, 320.0, 240.0)
@@ -222,19 +223,9 @@ def main() -> None:
     print(f"learned vs plain: {100 * (1 - mean / plain):.1f} % lower; vs Cauchy: {100 * (1 - mean / robust):.1f} % "
           "lower (each seed: " + ", ".join(f"{100 * (1 - x / robust):.1f} %" for x in learned) + ")")
     if args.png:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(7, 4), dpi=110)
-        ax = fig.add_subplot()
-        for seed, curve in enumerate(curves):
-            ax.plot(curve, linewidth=1, label=f"seed {seed}")
-        ax.axhline(plain, color="0.5", linestyle="--", label="plain BA (held-out)")
-        ax.axhline(robust, color="0.3", linestyle=":", label="Cauchy (held-out)")
-        ax.set_yscale("log")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("3D point RMSE of the solution")
-        ax.legend(fontsize="small")
-        fig.savefig(args.png)
+        plot_learning_curves(args.png, {f"seed {seed}": curve for seed, curve in enumerate(curves)},
+                             ylabel="3D point RMSE of the solution", log_scale=True,
+                             baselines={"plain BA (held-out)": plain, "Cauchy (held-out)": robust})
         print(f"learning curves: {args.png}")
 
 

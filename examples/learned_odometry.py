@@ -43,6 +43,7 @@ import slam
 from liegeo import SE2
 from slam.learning import translation_rmse
 from slam.pgo import PoseGraph, synthetic_graph
+from slam.viz import plot_learning_curves
 
 POINTS, DESCRIPTOR = 16, 4
 
@@ -230,19 +231,10 @@ def main() -> None:
     for baseline in ("uniform weights", "odometry-mse", "odometry-nll"):
         print(f"end to end vs {baseline}: {100 * (1 - mean['end-to-end'] / mean[baseline]):.1f} % lower")
     if args.png:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(7, 4), dpi=110)
-        axes = fig.subplots(1, 2)
-        for mode, seed, curve in curves:
-            if mode != "odometry-mse":
-                axes[0 if mode == "odometry-nll" else 1].plot(curve, linewidth=1, label=f"seed {seed}")
-        axes[0].set_title("odometry NLL training")
-        axes[1].set_title("end-to-end (trajectory RMSE)")
-        for ax in axes:
-            ax.set_xlabel("step")
-            ax.legend(fontsize="small")
-        fig.savefig(args.png)
+        plot_learning_curves(args.png, {f"seed {seed}": curve for mode, seed, curve in curves if mode == "end-to-end"},
+                             ylabel="ATE of the solution (end-to-end training)",
+                             baselines={f"{mode} (held-out)": mean[mode] for mode in
+                                        ("uniform weights", "odometry-mse", "odometry-nll")})
         print(f"learning curves: {args.png}")
 
 

@@ -91,6 +91,16 @@ def test_plot_errors(tmp_path):
     assert _has_color(path, viz.TRAJECTORY_COLORS[0], min_pixels=50)
 
 
+def test_plot_learning_curves_draws_each_run_and_baseline(tmp_path):
+    steps = torch.arange(1, 41, dtype=torch.float64)
+    curves = {"seed 0": (1 / steps).tolist(), "seed 1": (2 / steps).tolist()}
+    path = viz.plot_learning_curves(tmp_path / "curves.png", curves, ylabel="loss", baselines={"fixed": 0.5},
+                                    log_scale=True)
+    assert _has_color(path, viz.TRAJECTORY_COLORS[0], min_pixels=50)
+    assert _has_color(path, viz.TRAJECTORY_COLORS[1], min_pixels=50)
+    assert not _has_color(path, viz.TRAJECTORY_COLORS[2])
+
+
 def test_pose_arrays_lifts_se2():
     poses, _, _ = _circle_graph(n=8)
     positions, rotations = viz.pose_arrays(poses)

@@ -1,4 +1,4 @@
-"""Matplotlib plots of pose-graph trajectories and of per-pose errors.
+"""Matplotlib plots of pose-graph trajectories, of per-pose errors and of learning curves.
 
 matplotlib is imported inside the functions (it is in the ``viz`` extra, not a core
 dependency), and figures are drawn on a bare :class:`matplotlib.figure.Figure`, which
@@ -17,7 +17,8 @@ from torch import Tensor
 
 from liegeo import SE2, SE3
 
-__all__ = ["TRAJECTORY_COLORS", "LOOP_CLOSURE_GREY", "pose_arrays", "plot_trajectories", "plot_errors"]
+__all__ = ["TRAJECTORY_COLORS", "LOOP_CLOSURE_GREY", "pose_arrays", "plot_trajectories", "plot_errors",
+           "plot_learning_curves"]
 
 TRAJECTORY_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
 """Line colours of the trajectories, in the order of the ``trajectories`` dict (cycled)."""
@@ -186,4 +187,36 @@ def plot_errors(path_png: str | os.PathLike, errors: Tensor, title: str | None =
     ax.set_xlabel("pose index")
     ax.set_ylabel("error")
     ax.grid(True, linewidth=0.3)
+    return save_figure(fig, ax, path_png, title)
+
+
+def plot_learning_curves(path_png: str | os.PathLike, curves: Mapping[str, list[float]], *, ylabel: str,
+                         baselines: Mapping[str, float] | None = None, log_scale: bool = False,
+                         title: str | None = None) -> Path:
+    """Training losses against the step, one line per run, with horizontal lines for baselines
+    (e.g. held-out errors of methods that are not trained); save a PNG.
+
+    Args:
+        path_png: output file.
+        curves: run label -> loss per training step.
+        ylabel: what the loss is.
+        baselines: label -> value, drawn dashed across the plot.
+        log_scale: a logarithmic y axis.
+        title: figure title.
+
+    Returns:
+        ``Path(path_png)``.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4), dpi=110, layout="tight")
+    ax = fig.add_subplot()
+    for k, (label, curve) in enumerate(curves.items()):
+        ax.plot(curve, linewidth=1, label=label, color=TRAJECTORY_COLORS[k % len(TRAJECTORY_COLORS)])
+    for (label, value), style in zip((baselines or {}).items(), ("--", ":", "-.", (0, (5, 5)))):
+        ax.axhline(value, color="0.35", linestyle=style, label=label)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
     return save_figure(fig, ax, path_png, title)
