@@ -44,11 +44,14 @@ CAMERAS, POINTS, DESCRIPTOR = 6, 40, 6
 INTRINSICS = (500.0, 500.0, 320.0, 240.0)
 KNOWN = (0, 1)
 """Cameras whose poses are known (they fix the 7-dof similarity gauge)."""
+CAMERA_INDEX = torch.arange(CAMERAS).repeat_interleave(POINTS)
+POINT_INDEX = torch.arange(POINTS).repeat(CAMERAS)
+"""Observation ``o`` is camera ``CAMERA_INDEX[o]`` seeing point ``POINT_INDEX[o]`` (every camera sees every point)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Scenes:
-    """``B`` scenes of one structure (observation ``o`` is camera ``o // POINTS`` seeing point ``o % POINTS``)."""
+    """``B`` scenes of one structure (``CAMERA_INDEX``, ``POINT_INDEX``)."""
 
     cameras: SE3
     """``(B, C)`` true world-to-camera poses."""
@@ -64,14 +67,6 @@ class Scenes:
     """``(B, O, D)``."""
     wrong: Tensor
     """``(B, O)`` bool: the wrong matches (for reporting only)."""
-
-    @property
-    def camera_index(self) -> Tensor:
-        return torch.arange(CAMERAS).repeat_interleave(POINTS)
-
-    @property
-    def point_index(self) -> Tensor:
-        return torch.arange(POINTS).repeat(CAMERAS)
 
 
 def detector_bias(descriptors: Tensor) -> Tensor:
@@ -100,10 +95,8 @@ def make_scenes(batch: int, seed: int, *, wrong_share: float = 0.2, pixel_noise:
     angle = torch.linspace(-0.6, 0.6, CAMERAS, dtype=torch.float64) + 0.05 * randn(batch, CAMERAS)
     centers = torch.stack([6.0 * angle.sin(), 0.5 * randn(batch, CAMERAS), -6.0 * angle.cos()], dim=-1)
     cameras = look_at(centers)
-    c = torch.arange(CAMERAS).repeat_interleave(POINTS)
-    p = torch.arange(POINTS).repeat(CAMERAS)
     intrinsics = torch.tensor(INTRINSICS, dtype=torch.float64)
-    projections = pinhole_project(cameras[:, c].act(points[:, p]), intrinsics)
+    projections = pinhole_project(cameras[:, CAMERA_INDEX].act(points[:, POINT_INDEX]), intrinsics)
     observations = CAMERAS * POINTS
     wrong = rand(batch, observations) < wrong_share
     descriptors = torch.cat([2.0 * rand(batch, observations, 3) - 1.0,
@@ -153,8 +146,8 @@ def point_rmse(scenes: Scenes, confidence: Tensor | None = None, correction: Ten
     points = slam.Variable(Euclidean(scenes.start_points), name="point")
     pixels = scenes.pixels if correction is None else scenes.pixels - correction
     weight = None if confidence is None else ScalarWeight(confidence.sqrt())
-    cost = PinholeReprojection(poses[scenes.camera_index], intrinsics[torch.zeros(CAMERAS * POINTS, dtype=torch.long)],
-                               points[scenes.point_index], observation=pixels, weight=weight, loss=loss)
+    cost = PinholeReprojection(poses[CAMERA_INDEX], intrinsics[torch.zeros_like(CAMERA_INDEX)], points[POINT_INDEX],
+                               observation=pixels, weight=weight, loss=loss)
     result = slam.solve(slam.Problem([cost]), optimizer or EVALUATION,
                         backward or slam.Implicit())
     return (result[points].data - scenes.points).square().sum(-1).mean(-1).sqrt()
