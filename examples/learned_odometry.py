@@ -145,25 +145,28 @@ def trajectory_error(front_end: FrontEnd, scans: Scans, backward=None) -> Tensor
     return translation_rmse(result[variable], scans.truth)
 
 
+def odometry_residuals(front_end: FrontEnd, scans: Scans) -> tuple[Tensor, Tensor]:
+    """``e = Log(Z_true⁻¹ Z)`` ``(B, M, d)`` of the front end's relative poses, and ``eᵀΩe`` ``(B, M)``
+    with the odometry edges' information ``Ω``."""
+    odometry = front_end(scans.first, scans.second, scans.descriptors)
+    m = odometry.shape[-1]
+    e = scans.truth[:m].between(scans.truth[1:m + 1]).local(odometry)
+    return e, torch.einsum("bmi,bmij,bmj->bm", e, scans.graphs.information[:, :m], e)
+
+
 def odometry_error(front_end: FrontEnd, scans: Scans) -> Tensor:
     """Gaussian negative log-likelihood of the true relative poses under the front end's poses and
     information ``c Ω`` (c its confidence): ``½ c eᵀΩe - ½ d log c`` (so the confidence is calibrated
     on the odometry error alone, the strongest odometry-only baseline)."""
-    odometry = front_end(scans.first, scans.second, scans.descriptors)
+    e, chi2 = odometry_residuals(front_end, scans)
     confidence = front_end.confidence(scans.first, scans.second, scans.descriptors)
-    m = odometry.shape[-1]
-    truth = scans.truth[:m].between(scans.truth[1:m + 1])
-    e = truth.local(odometry)
-    information = scans.graphs.information[:, :m]
-    chi2 = torch.einsum("bmi,bmij,bmj->bm", e, information, e)
     return (0.5 * confidence * chi2 - 0.5 * e.shape[-1] * confidence.log()).mean()
 
 
 def odometry_mse(front_end: FrontEnd, scans: Scans) -> Tensor:
     """Plain ``‖Log(Z_true⁻¹ Z)‖²`` of the relative poses (the confidence gets no training signal)."""
-    odometry = front_end(scans.first, scans.second, scans.descriptors)
-    m = odometry.shape[-1]
-    return scans.truth[:m].between(scans.truth[1:m + 1]).local(odometry).square().sum(-1).mean()
+    e, _ = odometry_residuals(front_end, scans)
+    return e.square().sum(-1).mean()
 
 
 def train(mode: str, seed: int, steps: int, batch: int, learning_rate: float) -> tuple[FrontEnd, list[float]]:
@@ -188,10 +191,7 @@ def train(mode: str, seed: int, steps: int, batch: int, learning_rate: float) ->
 @torch.no_grad()
 def calibrate(front_end: FrontEnd, scans: Scans) -> None:
     """One confidence for every scan: ``d / mean(eᵀΩe)`` of the front end's odometry on ``scans``."""
-    odometry = front_end(scans.first, scans.second, scans.descriptors)
-    m = odometry.shape[-1]
-    e = scans.truth[:m].between(scans.truth[1:m + 1]).local(odometry)
-    chi2 = torch.einsum("bmi,bmij,bmj->bm", e, scans.graphs.information[:, :m], e)
+    e, chi2 = odometry_residuals(front_end, scans)
     front_end.confidence_head.weight.zero_()
     front_end.confidence_head.bias.fill_(float(torch.log(e.shape[-1] / chi2.mean())))
 
