@@ -28,7 +28,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from slam.ba import BALProblem, optimize, synthetic_bal
@@ -50,16 +49,10 @@ def gtsam_solve(path: Path, max_iterations: int, repeats: int) -> tuple[float, f
         initial.insert(i, data.camera(i))
     for j in range(data.numberTracks()):
         initial.insert(P(j), data.track(j).point3())
-    params = gtsam.LevenbergMarquardtParams()
-    params.setMaxIterations(max_iterations)
-    params.setRelativeErrorTol(1e-6)
-    times, result, iterations = [], None, 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        optimizer = gtsam.LevenbergMarquardtOptimizer(graph, initial, params)
-        result = optimizer.optimize()
-        times.append(time.perf_counter() - start)
-        iterations = optimizer.iterations()
+    from _gtsam_timing import timed_levenberg_marquardt
+
+    seconds, result, iterations = timed_levenberg_marquardt(graph, initial, max_iterations=max_iterations,
+                                                             repeats=repeats)
     adjusted = gtsam.SfmData()
     for i in range(data.numberCameras()):
         adjusted.addCamera(result.atPinholeCameraCal3Bundler(i))
@@ -71,7 +64,7 @@ def gtsam_solve(path: Path, max_iterations: int, repeats: int) -> tuple[float, f
         out = Path(tmp) / "gtsam.txt"
         gtsam.writeBAL(str(out), adjusted)
         cost = read_bal(out).cost()
-    return statistics.median(times), cost, iterations
+    return seconds, cost, iterations
 
 
 def ceres_solve(problem: BALProblem, max_iterations: int, repeats: int) -> tuple[float, float, int] | None:

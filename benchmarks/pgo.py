@@ -42,17 +42,10 @@ def gtsam_solve(path: Path, is3d: bool, repeats: int) -> tuple[float, float, int
         graph.add(gtsam.PriorFactorPose3(0, initial.atPose3(0), gtsam.noiseModel.Constrained.All(6)))
     else:
         graph.add(gtsam.PriorFactorPose2(0, initial.atPose2(0), gtsam.noiseModel.Constrained.All(3)))
-    params = gtsam.LevenbergMarquardtParams()
-    params.setRelativeErrorTol(1e-6)
-    params.setMaxIterations(100)
-    times, result, iterations = [], None, 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        optimizer = gtsam.LevenbergMarquardtOptimizer(graph, initial, params)
-        result = optimizer.optimize()
-        times.append(time.perf_counter() - start)
-        iterations = optimizer.iterations()
-    return statistics.median(times), 2.0 * graph.error(result), iterations
+    from _gtsam_timing import timed_levenberg_marquardt
+
+    seconds, result, iterations = timed_levenberg_marquardt(graph, initial, max_iterations=100, repeats=repeats)
+    return seconds, 2.0 * graph.error(result), iterations
 
 
 def theseus_solve(graph, max_iterations: int, damping: float) -> tuple[float, float, int] | None:
