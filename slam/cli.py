@@ -13,11 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from .io.files import StagedOutputs
 
 log = logging.getLogger("slam")
 
@@ -75,11 +79,61 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    user_errors = _user_errors()
     try:
         return {"pgo": _pgo, "ba": _ba, "eval": _eval, "view": _view}[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:  # bad input: one clear line, no traceback
-        print(f"slam {args.command}: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"slam {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except user_errors as error:  # bad input or environment: one clear line, no traceback
+        print(f"slam {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # a bug of ours: still one line, the traceback on request
+        if os.environ.get("SLAM_TRACEBACK"):
+            raise
+        print(f"slam {args.command}: internal error: {type(error).__name__}: {_one_line(error)} "
+              "(set SLAM_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's input or machine can cause, each reported as one line with exit code 2:
+    malformed files and options (ValueError, which FormatError, OutputPathError and
+    DisconnectedGraphError are), non-finite costs, singular systems, unreadable or unwritable
+    files (OSError), ids out of range (OverflowError), truncated streams (EOFError), no display
+    to render on (RenderError) and a missing optional package (ModuleNotFoundError)."""
+    from .optim.solve import SingularSystemError
+    from .problem import NonFiniteError
+    from .viz import RenderError
+
+    return (ValueError, OSError, OverflowError, EOFError, NonFiniteError, SingularSystemError, RenderError,
+            ModuleNotFoundError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def _check_device(device: str) -> torch.device:
+    """The ``--device`` as a torch.device, refused before any work when this machine lacks it."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r}: not a device (cpu, cuda, cuda:N, mps)") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {device}: this machine has no CUDA device (torch {torch.__version__} "
+                             f"{'built without CUDA' if torch.version.cuda is None else 'sees none'}); use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    elif parsed.type != "cpu":
+        raise ValueError(f"--device {device}: unsupported device type {parsed.type!r} (cpu, cuda, cuda:N, mps)")
+    return parsed
 
 
 def _pgo(args: argparse.Namespace) -> int:
@@ -87,46 +141,104 @@ def _pgo(args: argparse.Namespace) -> int:
     from .pgo import optimize
     from .robust import parse_robust
 
-    start = time.perf_counter()
-    graph = read_g2o(args.file)
-    log.info("%s (read in %.2f s)", graph.describe(), time.perf_counter() - start)
-    stem = Path(args.file).stem
-    paths = _output_paths(args, stem, {"out": "_optimized.g2o", "tum": "_optimized.tum", "png": ".png",
-                                       "json": ".json"})
+    device = _check_device(args.device)
     loss = parse_robust(args.robust) if args.robust else None
-    result = optimize(graph, init=args.init, max_iterations=args.max_iterations, loss=loss,
-                      dtype=getattr(torch, args.dtype), device=args.device, progress=args.progress)
-    optimized = result.graph.to(dtype=torch.float64, device="cpu")
+    stem = Path(args.file).stem
+    with _outputs(args, stem, {"out": "_optimized.g2o", "tum": "_optimized.tum", "png": ".png", "json": ".json"},
+                  inputs=[args.file]) as staged:
+        start = time.perf_counter()
+        graph = read_g2o(args.file)
+        log.info("%s (read in %.2f s)", graph.describe(), time.perf_counter() - start)
+        result = optimize(graph, init=args.init, max_iterations=args.max_iterations, loss=loss,
+                          dtype=getattr(torch, args.dtype), device=device, progress=args.progress)
+        optimized = result.graph.to(dtype=torch.float64, device="cpu")
 
-    write_g2o(paths["out"], optimized)
-    write_tum(paths["tum"], _trajectory(optimized))
-    from .viz import plot_trajectories
+        write_g2o(staged["out"], optimized)
+        write_tum(staged["tum"], _trajectory(optimized))
+        from .viz import plot_trajectories
 
-    initial = graph.poses if args.init == "file" else None
-    trajectories = {"initial": initial, "optimized": optimized.poses} if initial is not None else {
-        "optimized": optimized.poses}
-    plot_trajectories(paths["png"], trajectories, edges=(optimized.i, optimized.j),
-                      title=f"{stem}: chi2 {result.initial_chi2:.4g} -> {result.final_chi2:.4g}")
-    _report(paths, result.summary(),
-            f"{stem}: chi2 {result.initial_chi2:.6e} -> {result.final_chi2:.6e} in {result.iterations} iterations "
-            f"({result.termination}), solve {result.solve_seconds:.3f} s, init {result.init_seconds:.3f} s")
+        initial = graph.poses if args.init == "file" else None
+        trajectories = {"initial": initial, "optimized": optimized.poses} if initial is not None else {
+            "optimized": optimized.poses}
+        plot_trajectories(staged["png"], trajectories, edges=(optimized.i, optimized.j),
+                          title=f"{stem}: chi2 {result.initial_chi2:.4g} -> {result.final_chi2:.4g}")
+        _write_json(staged["json"], result.summary() | {"outputs": _names(staged)})
+    _report(staged, f"{stem}: chi2 {result.initial_chi2:.6e} -> {result.final_chi2:.6e} in {result.iterations} "
+                    f"iterations ({result.termination}), solve {result.solve_seconds:.3f} s, "
+                    f"init {result.init_seconds:.3f} s")
     return 0 if result.converged else 1
 
 
-def _output_paths(args: argparse.Namespace, stem: str, suffixes: dict[str, str]) -> dict[str, Path]:
-    """Each output's path: its option if given, else ``<stem><suffix>`` in ``--output-dir``
-    (default ``slam-output/<stem>/``, created)."""
+class _Outputs(StagedOutputs):
+    """``StagedOutputs`` that also removes the default output folder when it made it and the run failed."""
+
+    def __init__(self, outputs: dict[str, Path], inputs: list[str], made: list[Path]):
+        self.made = made
+        try:
+            super().__init__(outputs, inputs)
+        except BaseException:
+            self._remove_made()
+            raise
+
+    def _remove_made(self) -> None:
+        for folder in reversed(self.made):
+            try:
+                folder.rmdir()  # only if still empty
+            except OSError:
+                pass
+
+    def __exit__(self, kind, error, traceback) -> None:  # type: ignore[no-untyped-def]
+        super().__exit__(kind, error, traceback)
+        if kind is not None:
+            self._remove_made()
+
+
+def _outputs(args: argparse.Namespace, stem: str, suffixes: dict[str, str], inputs: list[str]) -> _Outputs:
+    """Each output's path, checked before any work: its option if given, else ``<stem><suffix>`` in
+    ``--output-dir`` (default ``slam-output/<stem>/``, created; removed again if the run fails and
+    it is still empty).  Outputs are written to temporaries and renamed into place at the end."""
     outdir = args.output_dir or Path("slam-output") / stem
-    outdir.mkdir(parents=True, exist_ok=True)
-    return {key: getattr(args, key) or outdir / f"{stem}{suffix}" for key, suffix in suffixes.items()}
+    made: list[Path] = []
+    if any(getattr(args, key) is None for key in suffixes):
+        if outdir.exists() and not outdir.is_dir():
+            raise ValueError(f"--output-dir {outdir}: exists and is not a directory")
+        for folder in reversed([outdir, *outdir.parents]):
+            if not folder.exists():
+                folder.mkdir()
+                made.append(folder)
+    paths = {key: getattr(args, key) or outdir / f"{stem}{suffix}" for key, suffix in suffixes.items()}
+    return _Outputs(paths, inputs, made)
 
 
-def _report(paths: dict[str, Path], summary: dict, line: str) -> None:
-    """Write the JSON summary (with the output paths) and print the result line and the paths."""
-    summary = summary | {"outputs": {k: str(v) for k, v in paths.items()}}
-    paths["json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+def _names(staged: StagedOutputs) -> dict[str, str]:
+    return {key: str(path) for key, path in staged.outputs.items()}
+
+
+def _write_json(path: Path, summary: dict) -> None:
+    """The summary as JSON; a non-finite number (which a finished solve should never hold) is
+    written as null with a warning, never as bare NaN/Infinity."""
+    text = json.dumps(_finite(summary), indent=2, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def _finite(value, where: str = ""):  # type: ignore[no-untyped-def]
+    """JSON-ready copy: tensors to lists/floats, non-finite floats to None (with a warning)."""
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, f"{where}[{k}]") for k, v in enumerate(value)]
+    if isinstance(value, torch.Tensor):
+        return _finite(value.tolist(), where)
+    if isinstance(value, float) and not math.isfinite(value):
+        log.warning("warning: %s is %r; written as null", where, value)
+        return None
+    return value
+
+
+def _report(staged: StagedOutputs, line: str) -> None:
+    """Print the result line and where each output went."""
     print(line)
-    for key, path in paths.items():
+    for key, path in staged.outputs.items():
         print(f"  {key:>4}: {path}")
 
 
@@ -135,25 +247,27 @@ def _ba(args: argparse.Namespace) -> int:
     from .io import read_bal, write_bal
     from .robust import parse_robust
 
-    start = time.perf_counter()
-    problem = read_bal(args.file)
-    log.info("%s (read in %.2f s)", problem.describe(), time.perf_counter() - start)
-    stem = Path(args.file).name.split(".")[0]
-    paths = _output_paths(args, stem, {"out": "_adjusted.txt", "png": ".png", "ply": ".ply", "json": ".json"})
+    device = _check_device(args.device)
     loss = parse_robust(args.robust) if args.robust else None
-    result = optimize(problem, max_iterations=args.max_iterations, loss=loss, fix_intrinsics=args.fix_intrinsics,
-                      linear_solver=args.linear_solver, dtype=getattr(torch, args.dtype), device=args.device,
-                      progress=args.progress)
-    adjusted = result.problem
-    write_bal(paths["out"], adjusted)
-    from .viz import plot_scene, save_scene_ply
+    stem = Path(args.file).name.split(".")[0]
+    with _outputs(args, stem, {"out": "_adjusted.txt", "png": ".png", "ply": ".ply", "json": ".json"},
+                  inputs=[args.file]) as staged:
+        start = time.perf_counter()
+        problem = read_bal(args.file)
+        log.info("%s (read in %.2f s)", problem.describe(), time.perf_counter() - start)
+        result = optimize(problem, max_iterations=args.max_iterations, loss=loss, fix_intrinsics=args.fix_intrinsics,
+                          linear_solver=args.linear_solver, dtype=getattr(torch, args.dtype), device=device,
+                          progress=args.progress)
+        adjusted = result.problem
+        write_bal(staged["out"], adjusted)
+        from .viz import plot_scene, save_scene_ply
 
-    plot_scene(paths["png"], adjusted.points, adjusted.poses(),
-               title=f"{stem}: cost {result.initial_cost:.4g} -> {result.final_cost:.4g}")
-    save_scene_ply(paths["ply"], adjusted.points, adjusted.poses())
-    _report(paths, result.summary(),
-            f"{stem}: cost {result.initial_cost:.6e} -> {result.final_cost:.6e} in {result.iterations} iterations "
-            f"({result.termination}), solve {result.solve_seconds:.3f} s")
+        plot_scene(staged["png"], adjusted.points, adjusted.poses(),
+                   title=f"{stem}: cost {result.initial_cost:.4g} -> {result.final_cost:.4g}")
+        save_scene_ply(staged["ply"], adjusted.points, adjusted.poses())
+        _write_json(staged["json"], result.summary() | {"outputs": _names(staged)})
+    _report(staged, f"{stem}: cost {result.initial_cost:.6e} -> {result.final_cost:.6e} in {result.iterations} "
+                    f"iterations ({result.termination}), solve {result.solve_seconds:.3f} s")
     return 0 if result.converged else 1
 
 
@@ -176,37 +290,33 @@ def _trajectory(graph):  # type: ignore[no-untyped-def]
 def _eval(args: argparse.Namespace) -> int:
     from .metrics import evaluate, format_report
 
-    result = evaluate(args.estimate, args.reference, align=args.align)
+    outputs = {"json": args.json} if args.json else {}
+    with StagedOutputs(outputs, inputs=[args.estimate, args.reference]) as staged:
+        result = evaluate(args.estimate, args.reference, align=args.align)
+        if args.json:
+            _write_json(staged["json"], result)
     print(format_report(result))
-    if args.json:
-        args.json.write_text(json.dumps(_plain(result), indent=2) + "\n", encoding="utf-8")
     return 0
-
-
-def _plain(value):  # type: ignore[no-untyped-def]
-    """JSON-ready copy: tensors to lists/floats."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    return value
 
 
 def _view(args: argparse.Namespace) -> int:
     from .io import read_g2o
-    from .viz import graph_geometry, render_png, save_ply, show
+    from .viz import graph_geometry, ply_paths, render_png, save_ply_files, show
 
-    graph = read_g2o(args.file)
-    geometries = graph_geometry(graph.poses, graph.i, graph.j)
+    outputs: dict[str, Path] = {"png": args.png} if args.png else {}
     if args.ply:
-        for path in save_ply(args.ply, *geometries):
-            print(f"wrote {path}")
-    if args.png:
-        print(f"wrote {render_png(args.png, list(geometries))}")
-    else:
-        show(list(geometries))
+        outputs["ply edges"], outputs["ply frames"] = ply_paths(args.ply)
+    with StagedOutputs(outputs, inputs=[args.file]) as staged:
+        graph = read_g2o(args.file)
+        geometries = graph_geometry(graph.poses, graph.i, graph.j)
+        if args.ply:
+            save_ply_files(staged["ply edges"], staged["ply frames"], *geometries)
+        if args.png:
+            render_png(staged["png"], list(geometries))
+        else:
+            show(list(geometries))
+    for path in staged.outputs.values():
+        print(f"wrote {path}")
     return 0
 
 

@@ -18,6 +18,7 @@ from liegeo.testing import check_jacobians
 from slam.ba import build, optimize, synthetic_bal
 from slam.costs.reprojection import _reprojection, _reprojection_jacobians
 from slam.io import FormatError, read_bal, write_bal
+from slam.io.files import OutputPathError
 
 # ½‖r(x0)‖² from ../shared/data/README.md (an independent float64 implementation; for Ladybug also
 # JuliaSmoothOptimizers/BundleAdjustmentModels.jl's 8.50912460680839605629e+05).
@@ -85,7 +86,7 @@ def test_write_then_read_is_exact_plain_and_bz2(tmp_path):
     packed = tmp_path / "scene.txt.bz2"
     packed.write_bytes(bz2.compress(path.read_bytes()))
     assert torch.equal(read_bal(packed).cameras, problem.cameras)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OutputPathError, match="is the input"):
         write_bal(path, again)
 
 

@@ -12,6 +12,7 @@ import torch
 import slam.cli
 from liegeo import SE2, SE3
 from slam.io import FormatError, read_g2o, write_g2o
+from slam.io.files import OutputPathError
 from slam.pgo import DisconnectedGraphError, optimize
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -102,7 +103,7 @@ def test_refuses_to_overwrite_the_input(tmp_path):
     path = tmp_path / "g.g2o"
     path.write_text((DATA / "tinyGrid3D.g2o").read_text())
     graph = read_g2o(path)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OutputPathError, match="is the input"):
         write_g2o(path, graph)
 
 

@@ -23,6 +23,7 @@ import torch
 
 from ..ba.bal_problem import BALProblem
 from .errors import FormatError, parse_number
+from .files import atomic_write_text
 
 __all__ = ["read_bal", "write_bal"]
 
@@ -125,19 +126,17 @@ def read_bal(path: str | os.PathLike[str]) -> BALProblem:
 
 def write_bal(path: str | os.PathLike[str], problem: BALProblem) -> Path:
     """Write ``problem`` in BAL layout (17 significant digits: reading it back gives the same numbers).
-    Refuses to write over ``problem.source``."""
+    Refuses (``OutputPathError``) to write over ``problem.source``, also through a link; the file
+    appears whole or not at all (a temporary renamed into place)."""
     path = Path(path)
-    if problem.source is not None and path.exists() and path.resolve() == Path(problem.source).resolve():
-        raise FileExistsError(f"{path}: refusing to overwrite the input problem; write the result elsewhere")
     rows = np.column_stack([problem.camera_index.numpy(), problem.point_index.numpy()])
     pixels = problem.observations.detach().double().numpy()
     parameters = np.concatenate([problem.cameras.detach().double().numpy().ravel(),
                                  problem.points.detach().double().numpy().ravel()])
-    with open(path, "w") as f:
-        f.write(f"{problem.num_cameras} {problem.num_points} {problem.num_observations}\n")
-        f.writelines(f"{c} {p} {x:.17g} {y:.17g}\n" for (c, p), (x, y) in zip(rows.tolist(), pixels.tolist()))
-        f.writelines(f"{v:.17g}\n" for v in parameters.tolist())
-    return path
+    text = "".join([f"{problem.num_cameras} {problem.num_points} {problem.num_observations}\n",
+                    *(f"{c} {p} {x:.17g} {y:.17g}\n" for (c, p), (x, y) in zip(rows.tolist(), pixels.tolist())),
+                    *(f"{v:.17g}\n" for v in parameters.tolist())])
+    return atomic_write_text(path, text, inputs=[problem.source] if problem.source else [])
 
 
 def _parameter_name(k: int, num_cameras: int) -> str:

@@ -40,6 +40,7 @@ from liegeo import SE2, SE3, SO3
 
 from ..pgo.graph import PoseGraph
 from .errors import FormatError, parse_number
+from .files import atomic_write_text
 
 __all__ = ["read_g2o", "write_g2o"]
 
@@ -126,14 +127,13 @@ def write_g2o(path: str | os.PathLike[str], graph: PoseGraph) -> Path:
     """Write ``graph`` (its current poses as vertices) in g2o's SE2 or SE3:QUAT tags, exactly:
     numbers are printed with 17 significant digits, so reading gives back the same graph.
 
-    Refuses to write over ``graph.source`` (the file it was read from).
+    Refuses (``OutputPathError``) to write over ``graph.source``, the file it was read from (also
+    through a hard or symbolic link); the file appears whole or not at all.
     """
     path = Path(path)
     if graph.batch_size is not None:
         raise ValueError(f"{path}: a g2o file holds one graph; write each of the batch's {graph.batch_size} "
                          "(graph.unstack())")
-    if graph.source is not None and path.exists() and path.resolve() == Path(graph.source).resolve():
-        raise FileExistsError(f"{path}: refusing to overwrite the input graph; write the result elsewhere")
     poses, measurements = graph.poses, graph.measurements
     d = graph.information.shape[-1]
     upper = torch.triu_indices(d, d)
@@ -152,8 +152,8 @@ def write_g2o(path: str | os.PathLike[str], graph: PoseGraph) -> Path:
     lines += [f"FIX {k}\n" for k in ids[graph.fixed.cpu().numpy()]]
     lines += [f"{edge_tag} {a} {b} {_join(z)} {_join(o)}\n"
               for a, b, z, o in zip(i, j, edge_values, information)]
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
+    # Written to a temporary beside it and renamed into place: never half a graph, never the source.
+    return atomic_write_text(path, "".join(lines), inputs=[graph.source] if graph.source else [])
 
 
 # ------------------------------------------------------------------------------ assembling

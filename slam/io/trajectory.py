@@ -39,6 +39,7 @@ from torch import Tensor
 from liegeo import SE3, SO3
 
 from .errors import FormatError, parse_number
+from .files import atomic_write_text
 
 __all__ = ["Trajectory", "read_tum", "write_tum", "read_kitti", "write_kitti", "read_trajectory", "detect_format"]
 
@@ -221,5 +222,4 @@ def _write_table(path: PathLike, values: np.ndarray, header: str) -> Path:
         raise ValueError(f"{path}: refusing to write non-finite values (the file could not be read back)")
     # repr is the shortest string that reads back to the same float64.
     body = "".join(" ".join(map(repr, row)) + "\n" for row in values.tolist())
-    path.write_text(header + body, encoding="utf-8")
-    return path
+    return atomic_write_text(path, header + body)

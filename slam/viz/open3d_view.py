@@ -20,7 +20,8 @@ from liegeo import SE2, SE3
 
 from .plot import _edge_arrays, pose_arrays
 
-__all__ = ["ODOMETRY_COLOR", "LOOP_CLOSURE_COLOR", "RenderError", "graph_geometry", "save_ply", "render_png", "show"]
+__all__ = ["ODOMETRY_COLOR", "LOOP_CLOSURE_COLOR", "RenderError", "graph_geometry", "ply_paths", "save_ply", "save_ply_files",
+           "render_png", "show"]
 
 ODOMETRY_COLOR = (0.0, 0.0, 1.0)
 """RGB of odometry edges (``|i - j| = 1``): blue."""
@@ -101,16 +102,26 @@ def graph_geometry(
     return lineset, mesh
 
 
+def ply_paths(path_prefix: str | os.PathLike) -> tuple[Path, Path]:
+    """``<prefix>_edges.ply`` and ``<prefix>_frames.ply``: where ``save_ply`` writes."""
+    prefix = Path(path_prefix)
+    return prefix.with_name(prefix.name + "_edges.ply"), prefix.with_name(prefix.name + "_frames.ply")
+
+
 def save_ply(path_prefix: str | os.PathLike, lineset: Any, mesh: Any) -> tuple[Path, Path]:
     """Write ``<prefix>_edges.ply`` (the LineSet) and ``<prefix>_frames.ply`` (the mesh).
 
     Returns:
         The two paths, edges first.
     """
+    return save_ply_files(*ply_paths(path_prefix), lineset, mesh)
+
+
+def save_ply_files(edges_path: str | os.PathLike, frames_path: str | os.PathLike, lineset: Any,
+                   mesh: Any) -> tuple[Path, Path]:
+    """Write the LineSet to ``edges_path`` and the mesh to ``frames_path`` (both PLY)."""
     o3d = _open3d()
-    prefix = Path(path_prefix)
-    edges_path = prefix.with_name(prefix.name + "_edges.ply")
-    frames_path = prefix.with_name(prefix.name + "_frames.ply")
+    edges_path, frames_path = Path(edges_path), Path(frames_path)
     if not o3d.io.write_line_set(str(edges_path), lineset):
         raise OSError(f"Open3D could not write {edges_path}")
     if not o3d.io.write_triangle_mesh(str(frames_path), mesh):
