@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     pgo = commands.add_parser("pgo", help="optimize a pose graph (g2o / TORO)")
     pgo.add_argument("file", nargs="?", default=str(DEFAULT_GRAPH), help=f"pose graph (default: {DEFAULT_GRAPH})")
     pgo.add_argument("--init", choices=["file", "odometry", "chordal"], default="file")
-    pgo.add_argument("--max-iterations", type=int, default=100)
-    pgo.add_argument("--robust", metavar="KERNEL:SCALE", help="e.g. huber:1.0, cauchy:0.5 (on each edge's chi)")
+    pgo.add_argument("--max-iterations", type=_count, default=100)
+    pgo.add_argument("--robust", metavar="KERNEL:SCALE", type=_robust, help="e.g. huber:1.0, cauchy:0.5 (on each edge's chi)")
     pgo.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     pgo.add_argument("--device", default="cpu")
     pgo.add_argument("--output-dir", type=Path, help="where outputs go (default: slam-output/<name>/)")
@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ba = commands.add_parser("ba", help="bundle adjustment of a BAL problem (plain or .bz2)")
     ba.add_argument("file")
-    ba.add_argument("--max-iterations", type=int, default=50)
-    ba.add_argument("--robust", metavar="KERNEL:SCALE", help="e.g. huber:1.0, cauchy:1.0 (on each pixel error)")
+    ba.add_argument("--max-iterations", type=_count, default=50)
+    ba.add_argument("--robust", metavar="KERNEL:SCALE", type=_robust, help="e.g. huber:1.0, cauchy:1.0 (on each pixel error)")
     ba.add_argument("--fix-intrinsics", action="store_true", help="keep f, k1, k2 as read")
     ba.add_argument("--linear-solver", choices=["schur", "iterative-schur", "cholmod", "dense"], default="schur",
                     help="schur: points eliminated, reduced system by Cholesky (default); iterative-schur: "
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slam {args.command}: interrupted", file=sys.stderr)
         return 130
     except user_errors as error:  # bad input or environment: one clear line, no traceback
-        print(f"slam {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"slam {args.command}: error: {_about_input(args, _one_line(error))}", file=sys.stderr)
         return 2
     except Exception as error:  # a bug of ours: still one line, the traceback on request
         if os.environ.get("SLAM_TRACEBACK"):
@@ -94,6 +94,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slam {args.command}: internal error: {type(error).__name__}: {_one_line(error)} "
               "(set SLAM_TRACEBACK=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def _count(text: str) -> int:
+    """An option value that must be a non-negative integer (argparse reports it as a usage error)."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def _robust(text: str):  # type: ignore[no-untyped-def]
+    """``--robust KERNEL:SCALE`` as a loss, checked while the options are parsed."""
+    from .robust import parse_robust
+
+    try:
+        return parse_robust(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -108,6 +125,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     return (ValueError, OSError, OverflowError, EOFError, NonFiniteError, SingularSystemError, RenderError,
             ModuleNotFoundError)
+
+
+def _about_input(args: argparse.Namespace, message: str) -> str:
+    """``message``, led by the input it is about when it names no file itself (a solver's
+    non-finite cost, an alignment that fails, a disconnected graph)."""
+    inputs = [getattr(args, name) for name in ("file", "estimate", "reference") if getattr(args, name, None)]
+    if not inputs or any(str(p) in message or Path(p).name in message for p in inputs) or message.startswith("--"):
+        return message
+    return f"{' vs '.join(map(str, inputs))}: {message}"
 
 
 def _one_line(error: BaseException) -> str:
@@ -139,10 +165,8 @@ def _check_device(device: str) -> torch.device:
 def _pgo(args: argparse.Namespace) -> int:
     from .io import read_g2o, write_g2o, write_tum
     from .pgo import optimize
-    from .robust import parse_robust
-
     device = _check_device(args.device)
-    loss = parse_robust(args.robust) if args.robust else None
+    loss = args.robust
     stem = Path(args.file).stem
     with _outputs(args, stem, {"out": "_optimized.g2o", "tum": "_optimized.tum", "png": ".png", "json": ".json"},
                   inputs=[args.file]) as staged:
@@ -245,10 +269,8 @@ def _report(staged: StagedOutputs, line: str) -> None:
 def _ba(args: argparse.Namespace) -> int:
     from .ba import optimize
     from .io import read_bal, write_bal
-    from .robust import parse_robust
-
     device = _check_device(args.device)
-    loss = parse_robust(args.robust) if args.robust else None
+    loss = args.robust
     stem = Path(args.file).name.split(".")[0]
     with _outputs(args, stem, {"out": "_adjusted.txt", "png": ".png", "ply": ".ply", "json": ".json"},
                   inputs=[args.file]) as staged:
