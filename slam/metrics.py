@@ -329,8 +329,9 @@ def evaluate(est_path: str | os.PathLike[str], ref_path: str | os.PathLike[str],
         idx_est, idx_ref = associate(est.timestamps, ref.timestamps, max_difference)
         paired_by = "timestamps"
         if len(idx_est) < 3:
-            raise ValueError(f"only {len(idx_est)} of {len(est)} estimate timestamps lie within {max_difference} s "
-                             f"of a reference timestamp; use a larger max_difference or check the time bases")
+            raise ValueError(f"{est_path} against {ref_path}: only {len(idx_est)} of {len(est)} estimate timestamps "
+                             f"lie within {max_difference} s of a reference timestamp; use a larger max_difference "
+                             f"or check the time bases")
         matched_est, matched_ref = est[idx_est], ref[idx_ref]
     else:
         if len(est) != len(ref):
@@ -339,10 +340,15 @@ def evaluate(est_path: str | os.PathLike[str], ref_path: str | os.PathLike[str],
         matched_est, matched_ref, paired_by = est, ref, "index"
     if len(matched_est) < min(len(est), len(ref)) // 2:
         logger.warning("only %d of %d estimate poses were associated", len(matched_est), len(est))
-    aligned = _align_poses(matched_est.poses, matched_ref.poses, align)
+    try:  # degenerate alignments, too few RPE pairs: say which two files
+        aligned = _align_poses(matched_est.poses, matched_ref.poses, align)
+        ate_ = ate(matched_est.poses, matched_ref.poses, align=align)
+        rpe_ = rpe(aligned, matched_ref.poses, delta=delta, unit=unit)
+    except ValueError as error:
+        raise ValueError(f"{est_path} against {ref_path}: {error}") from error
     return {
-        "ate": ate(matched_est.poses, matched_ref.poses, align=align),
-        "rpe": rpe(aligned, matched_ref.poses, delta=delta, unit=unit),
+        "ate": ate_,
+        "rpe": rpe_,
         "est_path": str(est_path),
         "ref_path": str(ref_path),
         "formats": formats,

@@ -22,13 +22,21 @@ optima equal GTSAM's.  Quaternions within 1e-3 of unit norm are normalized (file
 
 Every malformed line raises ``FormatError`` naming the file, the line and the field; so
 do duplicate vertex ids, edges to missing vertices, self-loops, mixed 2D/3D lines and
-information matrices that are not positive definite.  A file with edges but no vertices
-gets its initial guess by chaining odometry along a spanning tree.
+information matrices that are not positive definite (TORO's as g2o's).  A file with edges
+but no vertices gets its initial guess by chaining odometry along a spanning tree (a
+disconnected one raises ``DisconnectedGraphError`` naming the file).
+
+Input: UTF-8 (a leading byte-order mark and CRLF line ends are fine; other bytes are an error
+naming the line and the byte offset); numbers are ASCII (``slam.io.errors.NUMBER``: no ``1_0``,
+no ``٣``), ids fit int64.  TORO and g2o tags of one dimension may be mixed line by line
+(``EDGE3`` beside ``EDGE_SE3:QUAT``).  Huge but finite numbers are read; no conversion may turn
+them into inf or nan (such a graph is refused).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -39,8 +47,9 @@ from torch import Tensor
 from liegeo import SE2, SE3, SO3
 
 from ..pgo.graph import PoseGraph
-from .errors import FormatError, parse_number
+from .errors import FormatError, parse_integer, parse_number, shorten
 from .files import atomic_write_text
+from .text import read_text, split_lines
 
 __all__ = ["read_g2o", "write_g2o"]
 
@@ -55,9 +64,21 @@ class _Tag:
     ids: int
     """How many integer ids lead the line."""
 
+    @property
+    def pose_width(self) -> int:
+        """How many of ``fields`` are the pose (the rest is the information matrix)."""
+        return sum(not name.startswith("I") for name in self.fields)
+
+    def field_name(self, k: int) -> str:
+        """The name of the k-th field after the tag (ids included), for messages."""
+        if k < self.ids:
+            return "id" if self.ids == 1 else f"id{k + 1}"
+        return self.fields[k - self.ids]
+
 
 _INFO2 = ("I11", "I12", "I13", "I22", "I23", "I33")
 _INFO2_TORO = ("I11", "I12", "I22", "I33", "I13", "I23")
+_TORO_TO_G2O = [_INFO2_TORO.index(name) for name in _INFO2]
 _INFO3 = tuple(f"I{r}{c}" for r in range(1, 7) for c in range(r, 7))
 _TAGS = {
     "VERTEX_SE2": _Tag(SE2, ("x", "y", "theta"), 1),
@@ -73,54 +94,61 @@ _TAGS = {
 
 @dataclasses.dataclass
 class _Rows:
-    """What one kind of line contributed: ids, numbers and line numbers, in file order."""
+    """What the vertex (or the edge) lines contributed, in file order: tag, fields after it, line number."""
 
     tags: list[str] = dataclasses.field(default_factory=list)
-    ids: list[list[int]] = dataclasses.field(default_factory=list)
-    values: list[list[float]] = dataclasses.field(default_factory=list)
+    fields: list[list[str]] = dataclasses.field(default_factory=list)
     lines: list[int] = dataclasses.field(default_factory=list)
 
 
 def read_g2o(path: str | os.PathLike[str]) -> PoseGraph:
     """Read a 2D or 3D pose graph from a g2o or TORO file (float64)."""
     path = str(path)
+    text = read_text(path)
+    ascii_text = text.isascii()
     vertices, edges = _Rows(), _Rows()
     fixed: list[tuple[int, int]] = []  # (id, line)
     group: type[SE2] | type[SE3] | None = None
     group_line = 0
-    with open(path, encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            tokens = text.split()
-            if not tokens or tokens[0].startswith("#"):
-                continue
-            tag = tokens[0]
-            if tag == "FIX":
-                if len(tokens) < 2:
-                    raise FormatError(path, number, "FIX needs at least one vertex id")
-                fixed += [(_integer(path, number, tok, f"id {k + 1}"), number) for k, tok in enumerate(tokens[1:])]
-                continue
-            spec = _TAGS.get(tag)
-            if spec is None:
-                raise FormatError(path, number, f"unknown tag {tag!r} (known: {', '.join(_TAGS)}, FIX)")
-            if group is None:
-                group, group_line = spec.group, number
-            elif spec.group is not group:
-                raise FormatError(path, number, f"{tag} is {_dims(spec.group)} but line {group_line} made the "
-                                                f"graph {_dims(group)}")
-            expected = 1 + spec.ids + len(spec.fields)
-            if len(tokens) != expected:
-                raise FormatError(path, number, f"{tag} needs {expected - 1} fields after the tag "
-                                                f"({spec.ids} id(s), {', '.join(spec.fields)}), got {len(tokens) - 1}")
-            rows = edges if tag.startswith("EDGE") else vertices
-            rows.tags.append(tag)
-            rows.ids.append([_integer(path, number, tok, "id" if spec.ids == 1 else f"id{k + 1}")
-                             for k, tok in enumerate(tokens[1:1 + spec.ids])])
-            rows.values.append([parse_number(path, number, tok, name)
-                                for tok, name in zip(tokens[1 + spec.ids:], spec.fields)])
-            rows.lines.append(number)
+    for number, line in enumerate(split_lines(text), start=1):
+        tokens = line.split()
+        if not tokens or tokens[0].startswith("#"):
+            continue
+        tag = tokens[0]
+        if tag == "FIX":
+            if len(tokens) < 2:
+                raise FormatError(path, number, "FIX needs at least one vertex id")
+            fixed += [(parse_integer(path, number, tok, f"id {k + 1}"), number) for k, tok in enumerate(tokens[1:])]
+            continue
+        spec = _TAGS.get(tag)
+        if spec is None:
+            raise FormatError(path, number, f"unknown tag {shorten(tag)} (known: {', '.join(_TAGS)}, FIX)")
+        if group is None:
+            group, group_line = spec.group, number
+        elif spec.group is not group:
+            raise FormatError(path, number, f"{tag} is {_dims(spec.group)} but line {group_line} made the "
+                                            f"graph {_dims(group)}")
+        expected = 1 + spec.ids + len(spec.fields)
+        if len(tokens) != expected:
+            raise FormatError(path, number, f"{tag} needs {expected - 1} fields after the tag "
+                                            f"({spec.ids} id(s), {', '.join(spec.fields)}), got {len(tokens) - 1}")
+        # numpy's casts below accept "1_0" and non-ASCII digits: lines that could hold them are
+        # checked token by token (C-speed tests first, so ordinary files skip this)
+        if not (ascii_text or line.isascii()) or line.count("_") != tag.count("_"):
+            _check_fields(path, number, tokens[1:], spec)
+        rows = edges if spec.ids == 2 else vertices
+        rows.tags.append(tag)
+        rows.fields.append(tokens[1:])
+        rows.lines.append(number)
+    vertex_numbers, edge_numbers = _numbers(vertices), _numbers(edges)
+    if vertex_numbers is None or edge_numbers is None:  # name the first bad field (slow, only on failure)
+        for fields, number, tag in sorted(zip(vertices.fields + edges.fields, vertices.lines + edges.lines,
+                                              vertices.tags + edges.tags), key=lambda row: row[1]):
+            _check_fields(path, number, fields, _TAGS[tag])
+        raise AssertionError("unreachable: numpy refused fields that all parse")  # pragma: no cover
     if group is None or not edges.lines:
         raise FormatError(path, 0, "no edges: not a pose graph (expected EDGE_SE2 / EDGE_SE3:QUAT / EDGE2 / EDGE3 lines)")
-    return _assemble(path, group, vertices, edges, fixed)
+    return _assemble(path, group, vertices, vertex_numbers, edges, edge_numbers, fixed)
 
 
 def write_g2o(path: str | os.PathLike[str], graph: PoseGraph) -> Path:
@@ -149,9 +177,10 @@ def write_g2o(path: str | os.PathLike[str], graph: PoseGraph) -> Path:
         edge_values = measurements.data.detach().cpu().double().numpy()
     i, j = ids[graph.i.cpu().numpy()], ids[graph.j.cpu().numpy()]
     lines = [f"{vertex_tag} {k} {_join(v)}\n" for k, v in zip(ids, vertex_values)]
-    lines += [f"FIX {k}\n" for k in ids[graph.fixed.cpu().numpy()]]
     lines += [f"{edge_tag} {a} {b} {_join(z)} {_join(o)}\n"
               for a, b, z, o in zip(i, j, edge_values, information)]
+    # FIX last: GTSAM's 2D readG2o stops reading edges at the first line it does not know
+    lines += [f"FIX {k}\n" for k in ids[graph.fixed.cpu().numpy()]]
     # Written to a temporary beside it and renamed into place: never half a graph, never the source.
     return atomic_write_text(path, "".join(lines), inputs=[graph.source] if graph.source else [])
 
@@ -159,18 +188,21 @@ def write_g2o(path: str | os.PathLike[str], graph: PoseGraph) -> Path:
 # ------------------------------------------------------------------------------ assembling
 
 
-def _assemble(path: str, group: type[SE2] | type[SE3], vertices: _Rows, edges: _Rows,
-              fixed: list[tuple[int, int]]) -> PoseGraph:
-    edge_ids = np.asarray(edges.ids, dtype=np.int64)  # (E, 2)
+_Numbers = tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]
+
+
+def _assemble(path: str, group: type[SE2] | type[SE3], vertices: _Rows, vertex_numbers: _Numbers, edges: _Rows,
+              edge_numbers: _Numbers, fixed: list[tuple[int, int]]) -> PoseGraph:
     edge_lines = np.asarray(edges.lines)
-    edge_values = torch.tensor(edges.values, dtype=torch.float64)
+    edge_ids, edge_values = edge_numbers  # (E, 2), {tag: (rows, values)}
     self_loops = np.nonzero(edge_ids[:, 0] == edge_ids[:, 1])[0]
     if self_loops.size:
         k = self_loops[0]
         raise FormatError(path, int(edge_lines[k]), f"edge from vertex {edge_ids[k, 0]} to itself")
 
     if vertices.lines:
-        ids = np.asarray([v[0] for v in vertices.ids], dtype=np.int64)
+        vertex_ids, vertex_values = vertex_numbers
+        ids = vertex_ids[:, 0]
         order = np.argsort(ids, kind="stable")
         sorted_ids = ids[order]
         duplicate = np.nonzero(sorted_ids[1:] == sorted_ids[:-1])[0]
@@ -179,17 +211,14 @@ def _assemble(path: str, group: type[SE2] | type[SE3], vertices: _Rows, edges: _
             raise FormatError(path, vertices.lines[second], f"vertex {ids[second]} already defined on line "
                                                             f"{vertices.lines[first]}")
         index = _lookup(path, sorted_ids, order, edge_ids, edge_lines)
-        poses = _vertex_poses(path, group, vertices)
+        poses = _poses(path, group, vertices, vertex_values)
     else:
         ids = np.unique(edge_ids)
         index = np.searchsorted(ids, edge_ids)
         poses = None
 
-    tag_of_edges = edges.tags[0]
-    spec = _TAGS[tag_of_edges]
-    pose_fields = 3 if group is SE2 else (7 if "QUAT" in tag_of_edges else 6)
-    measurements = _poses_from_fields(path, group, edge_values[:, :pose_fields], edges, spec)
-    information = _information(path, group, edge_values[:, pose_fields:], edges)
+    measurements = _poses(path, group, edges, edge_values)
+    information = _information(path, group, edges, edge_values)
 
     fixed_index = torch.zeros(0, dtype=torch.int64)
     if fixed:
@@ -202,13 +231,42 @@ def _assemble(path: str, group: type[SE2] | type[SE3], vertices: _Rows, edges: _
     if poses is None:
         from ..pgo.initialization import odometry_initialization
 
-        poses = odometry_initialization(group, len(ids), i, j, measurements, anchor=anchor)
+        poses = odometry_initialization(group, len(ids), i, j, measurements, anchor=anchor, source=path)
+        if not bool(torch.isfinite(poses.data).all()):
+            raise FormatError(path, 0, "chaining the odometry (the file has no vertices) overflows float64: "
+                                       "the edges' translations are too large")
     return PoseGraph(
         group=group, ids=torch.from_numpy(np.asarray(ids, dtype=np.int64)), poses=poses, i=i, j=j,
         measurements=measurements, information=information,
         fixed=fixed_index if fixed_index.numel() else torch.tensor([anchor]), source=path,
         has_vertices=bool(vertices.lines),
     )
+
+
+def _numbers(rows: _Rows) -> _Numbers | None:
+    """The ids ``(K, m)`` int64 of the K rows, and per tag the indices of its rows and their numbers
+    ``(k, fields)`` float64; None if some field is not an int64 id or a finite number.  Tags of one
+    kind may mix (``EDGE3`` and ``EDGE_SE3:QUAT``): each is converted on its own, as their fields differ."""
+    if not rows.lines:
+        return np.zeros((0, 1), dtype=np.int64), {}
+    m = _TAGS[rows.tags[0]].ids
+    values: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        ids = np.array([f[:m] for f in rows.fields], dtype=np.int64)
+        tags = list(dict.fromkeys(rows.tags))
+        for tag in tags:
+            if len(tags) == 1:
+                where, fields = np.arange(len(rows.fields)), rows.fields
+            else:
+                where = np.flatnonzero(np.asarray(rows.tags) == tag)
+                fields = [rows.fields[k] for k in where]
+            numbers = np.array(fields, dtype=np.float64)[:, m:]  # ids parse as floats too; dropped
+            if not np.isfinite(numbers).all():
+                raise ValueError("not finite")
+            values[tag] = (where, numbers)
+    except (ValueError, OverflowError):
+        return None
+    return ids, values
 
 
 def _lookup(path: str, sorted_ids: np.ndarray, order: np.ndarray, wanted: np.ndarray, lines: np.ndarray,
@@ -222,46 +280,66 @@ def _lookup(path: str, sorted_ids: np.ndarray, order: np.ndarray, wanted: np.nda
     return order[position]
 
 
-def _vertex_poses(path: str, group: type[SE2] | type[SE3], vertices: _Rows):
-    values = torch.tensor(vertices.values, dtype=torch.float64)
-    return _poses_from_fields(path, group, values, vertices, _TAGS[vertices.tags[0]])
+def _poses(path: str, group: type[SE2] | type[SE3], rows: _Rows,
+           values: dict[str, tuple[np.ndarray, np.ndarray]]) -> SE2 | SE3:
+    """The poses ``(K,)`` of the rows, each tag's fields converted by its own rule."""
+    # numpy where it can: under CPU contention torch's threaded kernels (> 32k elements) cost ~20 ms each
+    data = np.empty((len(rows.lines), 4 if group is SE2 else 7))
+    lines = np.asarray(rows.lines)
+    for tag, (where, numbers) in values.items():
+        data[where] = _poses_from_fields(path, group, numbers[:, :_TAGS[tag].pose_width], lines[where]).data.numpy()
+    bad = ~np.isfinite(data).all(axis=-1)
+    if bad.any():  # a safety net: the conversions above should keep finite numbers finite
+        raise FormatError(path, int(lines[np.flatnonzero(bad)[0]]), "the pose is not finite after conversion")
+    return group(torch.from_numpy(data))
 
 
-def _poses_from_fields(path: str, group, values: Tensor, rows: _Rows, spec: _Tag):
+def _poses_from_fields(path: str, group, values: np.ndarray, lines: np.ndarray):
     if group is SE2:
-        return SE2.from_xytheta(values)
+        return SE2.from_xytheta(torch.from_numpy(np.ascontiguousarray(values)))
     if values.shape[-1] == 6:  # TORO: x y z roll pitch yaw
-        rotation = SO3.from_rpy(values[:, 3], values[:, 4], values[:, 5])
-        return SE3.from_rotation_translation(rotation, values[:, :3])
-    norm = values[:, 3:].norm(dim=-1)
-    bad = (norm - 1).abs() > QUATERNION_TOLERANCE
-    if bool(bad.any()):
-        k = int(torch.nonzero(bad)[0])
-        raise FormatError(path, rows.lines[k], f"quaternion (qx, qy, qz, qw) has norm {float(norm[k]):.6g}, "
+        # SO3.exp squares the angle (nan beyond ~1e154): bring angles beyond a turn into [0, 2π) first
+        # (only those, so that ordinary files keep every bit)
+        angles = values[:, 3:]
+        angles = torch.from_numpy(np.where(np.abs(angles) > 2 * math.pi, np.remainder(angles, 2 * math.pi), angles))
+        rotation = SO3.from_rpy(angles[:, 0], angles[:, 1], angles[:, 2])
+        return SE3.from_rotation_translation(rotation, torch.from_numpy(np.ascontiguousarray(values[:, :3])))
+    # the largest component first, so that |q| neither overflows nor underflows for any finite q
+    q = values[:, 3:]
+    scale = np.abs(q).max(axis=-1, keepdims=True)
+    norm = scale[:, 0] * np.linalg.norm(q / np.where(scale > 0, scale, 1.0), axis=-1)
+    bad = ~(np.abs(norm - 1) <= QUATERNION_TOLERANCE)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise FormatError(path, int(lines[k]), f"quaternion (qx, qy, qz, qw) has norm {float(norm[k]):.6g}, "
                                                f"not 1 (tolerance {QUATERNION_TOLERANCE})")
-    return SE3(torch.cat([values[:, :3], values[:, 3:] / norm.unsqueeze(-1)], dim=-1))
+    return SE3(torch.from_numpy(np.concatenate([values[:, :3], q / norm[:, None]], axis=-1)))
 
 
-def _information(path: str, group, upper_values: Tensor, edges: _Rows) -> Tensor:
+def _information(path: str, group, edges: _Rows, values: dict[str, tuple[np.ndarray, np.ndarray]]) -> Tensor:
     d = 3 if group is SE2 else 6
-    if group is SE2:
-        # per line, the positions of (I11 I12 I13 I22 I23 I33) among its fields
-        toro = torch.tensor([tag == "EDGE2" for tag in edges.tags])
-        g2o_order = torch.arange(6)
-        toro_order = torch.tensor([_INFO2_TORO.index(name) for name in _INFO2])
-        upper_values = torch.where(toro.unsqueeze(-1), upper_values[:, toro_order], upper_values[:, g2o_order])
-    rows, cols = torch.triu_indices(d, d)
-    information = torch.zeros(len(edges.lines), d, d, dtype=torch.float64)
-    information[:, rows, cols] = upper_values
-    information[:, cols, rows] = upper_values
-    _, status = torch.linalg.cholesky_ex(information)
-    bad = status > 0
-    if bool(bad.any()):
-        k = int(torch.nonzero(bad)[0])
-        eigenvalues = torch.linalg.eigvalsh(information[k])
-        raise FormatError(path, edges.lines[k], f"information matrix is not positive definite "
-                                                f"(eigenvalues {', '.join(f'{float(v):.4g}' for v in eigenvalues)})")
-    return information
+    upper = np.empty((len(edges.lines), d * (d + 1) // 2))
+    for tag, (where, numbers) in values.items():
+        block = numbers[:, _TAGS[tag].pose_width:]
+        # TORO's EDGE2 orders the entries I11 I12 I22 I33 I13 I23; take them as I11 I12 I13 I22 I23 I33
+        upper[where] = block[:, _TORO_TO_G2O] if tag == "EDGE2" else block
+    rows, cols = np.triu_indices(d)  # row by row, as the files list them
+    information = np.zeros((len(edges.lines), d, d))
+    information[:, rows, cols] = upper
+    information[:, cols, rows] = upper
+    try:
+        np.linalg.cholesky(information)
+    except np.linalg.LinAlgError:  # which one: a loop, only on failure
+        for k, matrix in enumerate(information):
+            try:
+                np.linalg.cholesky(matrix)
+            except np.linalg.LinAlgError:
+                try:
+                    shown = f" (eigenvalues {', '.join(f'{v:.4g}' for v in np.linalg.eigvalsh(matrix))})"
+                except np.linalg.LinAlgError:  # LAPACK did not converge: say no more than we know
+                    shown = ""
+                raise FormatError(path, edges.lines[k], f"information matrix is not positive definite{shown}") from None
+    return torch.from_numpy(information)
 
 
 # ------------------------------------------------------------------------------ fields
@@ -271,11 +349,14 @@ def _dims(group: type) -> str:
     return "2D" if group is SE2 else "3D"
 
 
-def _integer(path: str, line: int, token: str, name: str) -> int:
-    try:
-        return int(token)
-    except ValueError:
-        raise FormatError(path, line, f"field {name} is not an integer id: {token!r}") from None
+def _check_fields(path: str, line: int, fields: list[str], spec: _Tag) -> None:
+    """Raise ``FormatError`` for the first of a line's fields (after the tag) that is not an int64 id or
+    a finite number of the ASCII grammar (``errors.NUMBER``)."""
+    for k, token in enumerate(fields):
+        if k < spec.ids:
+            parse_integer(path, line, token, spec.field_name(k))
+        else:
+            parse_number(path, line, token, spec.field_name(k))
 
 
 def _join(values: np.ndarray) -> str:

@@ -22,7 +22,10 @@ shortest string that reads back to the same float64).
 Every malformed line raises ``FormatError`` naming the file, the 1-based line and
 the reason: wrong field count, a field that is not a number or not finite, a
 quaternion or rotation far from unit / orthonormal, a timestamp not greater than
-the previous one.  Input files are only ever opened for reading.
+the previous one.  Numbers are ASCII (``slam.io.errors.NUMBER``: no ``1_0``, no ``٣``);
+text is UTF-8 (a leading byte-order mark and CRLF line ends are fine, other bytes are
+an error naming the line and the byte offset).  Input files are only ever opened for
+reading.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from liegeo import SE3, SO3
 
 from .errors import FormatError, parse_number
 from .files import atomic_write_text
+from .text import read_text, split_lines, strict_tokens_ok
 
 __all__ = ["Trajectory", "read_tum", "write_tum", "read_kitti", "write_kitti", "read_trajectory", "detect_format"]
 
@@ -97,8 +101,9 @@ def read_tum(path: PathLike) -> Trajectory:
         k = bad[0] + 1
         raise FormatError(path, lines[k], f"timestamp {float(stamps[k])!r} is not greater than the previous one "
                                           f"({float(stamps[k - 1])!r} on line {lines[k - 1]})")
-    norm = np.linalg.norm(q, axis=1)
-    if (bad := np.flatnonzero(np.abs(norm - 1.0) > UNIT_TOLERANCE)).size:
+    with np.errstate(over="ignore"):  # |q| of huge components is inf: refused below
+        norm = np.linalg.norm(q, axis=1)
+    if (bad := np.flatnonzero(~(np.abs(norm - 1.0) <= UNIT_TOLERANCE))).size:
         k = bad[0]
         raise FormatError(path, lines[k], f"quaternion (qx, qy, qz, qw) has norm {norm[k]:.6g}, "
                                           f"not within {UNIT_TOLERANCE:g} of 1")
@@ -114,8 +119,9 @@ def read_kitti(path: PathLike) -> Trajectory:
     values, lines = _read_table(path, _KITTI_FIELDS, other=("TUM", len(_TUM_FIELDS)))
     m = values.reshape(-1, 3, 4)
     r = m[:, :, :3]
-    off = np.abs(r @ r.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
-    if (bad := np.flatnonzero(off > UNIT_TOLERANCE)).size:
+    with np.errstate(over="ignore", invalid="ignore"):  # huge entries give inf or nan here: refused below
+        off = np.abs(r @ r.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
+    if (bad := np.flatnonzero(~(off <= UNIT_TOLERANCE))).size:
         k = bad[0]
         raise FormatError(path, lines[k], f"rotation block is not orthonormal: max |R Rᵀ - I| = {off[k]:.3g} "
                                           f"> {UNIT_TOLERANCE:g}")
@@ -130,17 +136,16 @@ def read_kitti(path: PathLike) -> Trajectory:
 def detect_format(path: PathLike) -> Format:
     """``"tum"`` if the first data line has 8 fields, ``"kitti"`` if it has 12."""
     path = str(path)
-    with open(path, encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            tokens = _tokens(text)
-            if not tokens:
-                continue
-            if len(tokens) == len(_TUM_FIELDS):
-                return "tum"
-            if len(tokens) == len(_KITTI_FIELDS):
-                return "kitti"
-            raise FormatError(path, number, f"{len(tokens)} fields: neither TUM (8: {' '.join(_TUM_FIELDS)}) "
-                                            f"nor KITTI (12: row-major 3 x 4 pose)")
+    for number, text in enumerate(split_lines(read_text(path)), start=1):
+        tokens = _tokens(text)
+        if not tokens:
+            continue
+        if len(tokens) == len(_TUM_FIELDS):
+            return "tum"
+        if len(tokens) == len(_KITTI_FIELDS):
+            return "kitti"
+        raise FormatError(path, number, f"{len(tokens)} fields: neither TUM (8: {' '.join(_TUM_FIELDS)}) "
+                                        f"nor KITTI (12: row-major 3 x 4 pose)")
     raise FormatError(path, 0, "no poses: the file is empty or only comments")
 
 
@@ -162,33 +167,36 @@ def _read_table(path: str, fields: tuple[str, ...], other: tuple[str, int]) -> t
     """The data lines of ``path`` as ``(M, len(fields))`` float64 values and their 1-based line numbers ``(M,)``."""
     rows: list[list[str]] = []
     lines: list[int] = []
-    with open(path, encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            tokens = _tokens(text)
-            if not tokens:
-                continue
-            if len(tokens) != len(fields):
-                hint = f" (a {other[0]} line?)" if len(tokens) == other[1] else ""
-                raise FormatError(path, number, f"expected {len(fields)} fields ({' '.join(fields)}), "
-                                                f"got {len(tokens)}{hint}")
-            rows.append(tokens)
-            lines.append(number)
+    text = read_text(path)
+    for number, line in enumerate(split_lines(text), start=1):
+        tokens = _tokens(line)
+        if not tokens:
+            continue
+        if len(tokens) != len(fields):
+            hint = f" (a {other[0]} line?)" if len(tokens) == other[1] else ""
+            raise FormatError(path, number, f"expected {len(fields)} fields ({' '.join(fields)}), "
+                                            f"got {len(tokens)}{hint}")
+        rows.append(tokens)
+        lines.append(number)
     if not rows:
         raise FormatError(path, 0, "no poses: the file is empty or only comments")
+    if not strict_tokens_ok(text):  # numpy's cast takes "1_0" and non-ASCII digits: check each token
+        _check_fields(path, rows, lines, fields)
     try:
         values = np.array(rows, dtype=np.float64)
     except ValueError:
         values = None  # one bad token somewhere: find it for the message below
     if values is None or not np.isfinite(values).all():
-        _raise_first_bad_field(path, rows, lines, fields)
+        _check_fields(path, rows, lines, fields)
+        raise AssertionError("unreachable: numpy rejected a table whose every field parses")  # pragma: no cover
     return values, np.asarray(lines)
 
 
-def _raise_first_bad_field(path: str, rows: list[list[str]], lines: list[int], fields: tuple[str, ...]) -> None:
+def _check_fields(path: str, rows: list[list[str]], lines: list[int], fields: tuple[str, ...]) -> None:
+    """Raise ``FormatError`` at the first field that is not a finite number of ``errors.NUMBER``."""
     for tokens, number in zip(rows, lines):
         for token, name in zip(tokens, fields):
             parse_number(path, number, token, name)
-    raise AssertionError("unreachable: numpy rejected a table whose every field parses")  # pragma: no cover
 
 
 # ------------------------------------------------------------------------------ writing

@@ -8,6 +8,12 @@ loaded).  Joint types: ``revolute``, ``continuous``, ``prismatic`` and ``fixed``
 missing axis ``(1, 0, 0)``, as the URDF specification says.  ``<mimic>`` joints (coupled to another
 joint) are refused rather than silently treated as independent.  Every malformed or unsupported element
 raises ``URDFError`` naming the file, the line and the element.
+
+Input hardening: a DTD (``<!DOCTYPE``) or entity declaration is refused before it is expanded (a URDF
+needs neither, and they allow billion-laughs and external-entity attacks), with expat's own handlers
+rather than another dependency; numbers follow the ASCII grammar of ``slam.io.errors.NUMBER`` (no
+``1_0``, no non-ASCII digits) and must be finite; a directory or unreadable file is a ``URDFError``
+too (a missing one stays ``FileNotFoundError``, which names it).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import math
 import os
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
-from pathlib import Path
+
+from ..io.errors import NUMBER, FormatError
+from ..io.text import read_bytes
 
 JOINT_TYPES = ("revolute", "continuous", "prismatic", "fixed")
 
@@ -83,12 +91,25 @@ def _parse(path: str) -> tuple[ET.Element, dict[ET.Element, int]]:
     def start(tag: str, attrs: dict[str, str]) -> None:
         lines[builder.start(tag, attrs)] = parser.CurrentLineNumber
 
+    def refuse(*_: object) -> None:  # raised out of parser.Parse, before any entity is expanded
+        raise URDFError(path, parser.CurrentLineNumber, "XML", "DTDs and entity declarations are not allowed "
+                                                               "(a URDF needs none; they can expand without bound)")
+
     parser.StartElementHandler = start
     parser.EndElementHandler = builder.end
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse
+    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
     try:
-        parser.Parse(Path(path).read_bytes(), True)
+        data = read_bytes(path)
+    except FormatError as error:  # a directory, or unreadable
+        raise URDFError(path, None, "file", error.reason) from None
+    try:
+        parser.Parse(data, True)
     except xml.parsers.expat.ExpatError as error:
-        raise URDFError(path, error.lineno, "XML", xml.parsers.expat.ErrorString(error.code)) from None
+        raise URDFError(path, error.lineno, "XML", f"{xml.parsers.expat.ErrorString(error.code)} "
+                                                   f"(column {error.offset + 1})") from None
     return builder.close(), lines
 
 
@@ -98,12 +119,12 @@ def _numbers(path: str, line: int | None, element: ET.Element, attribute: str, c
     what = f"<{element.tag}{_named(element)}> attribute {attribute}"
     if text is None:
         raise URDFError(path, line, what, "is missing")
-    try:
-        values = tuple(float(t) for t in text.split())
-    except ValueError:
-        raise URDFError(path, line, what, f"is not {count} numbers: {text!r}") from None
+    tokens = text.split()
+    if not all(NUMBER.match(t) for t in tokens):  # float() would also take "1_0", "٣", "inf"
+        raise URDFError(path, line, what, f"is not {count} numbers: {text[:80]!r}")
+    values = tuple(float(t) for t in tokens)
     if len(values) != count or not all(math.isfinite(v) for v in values):
-        raise URDFError(path, line, what, f"needs {count} finite numbers, got {text!r}")
+        raise URDFError(path, line, what, f"needs {count} finite numbers, got {text[:80]!r}")
     return values
 
 
@@ -154,9 +175,12 @@ def read_urdf(path: str | os.PathLike[str]) -> Robot:
         origin = element.find("origin")
         xyz = _numbers(path_str, lines.get(origin), origin, "xyz", 3, "0 0 0") if origin is not None else (0.0, 0.0, 0.0)
         rpy = _numbers(path_str, lines.get(origin), origin, "rpy", 3, "0 0 0") if origin is not None else (0.0, 0.0, 0.0)
+        # the same rotation with angles beyond a turn brought into [-π, π]: SO3.exp squares them
+        # (nan beyond ~1e154); ordinary angles keep every bit
+        rpy = tuple(math.remainder(a, 2 * math.pi) if abs(a) > 2 * math.pi else a for a in rpy)
         axis_element = element.find("axis")
         axis = _numbers(path_str, lines.get(axis_element), axis_element, "xyz", 3, "1 0 0") if axis_element is not None else (1.0, 0.0, 0.0)
-        norm = math.sqrt(sum(a * a for a in axis))
+        norm = math.hypot(*axis)  # no overflow for 1e200, no underflow for 1e-200
         if kind != "fixed" and not norm > 0:
             raise URDFError(path_str, lines.get(axis_element, line), f"{label} <axis>", "is the zero vector")
         axis = tuple(a / norm for a in axis) if norm > 0 else axis

@@ -72,10 +72,12 @@ class DisconnectedGraphError(ValueError):
     Attributes:
         num_components: Number of connected components of the undirected edge graph.
         labels: ``(N,)`` numpy int array, the component of each pose (the anchor's is 0).
+        source: The file the graph came from (it then leads the message), or None.
     """
 
-    def __init__(self, num_components: int, labels: np.ndarray, anchor: int, *, shown: int = 5):
-        self.num_components, self.labels = int(num_components), labels
+    def __init__(self, num_components: int, labels: np.ndarray, anchor: int, *, shown: int = 5,
+                 source: str | None = None):
+        self.num_components, self.labels, self.source = int(num_components), labels, source
         order = np.argsort(labels, kind="stable")
         sizes = np.bincount(labels, minlength=num_components)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -87,8 +89,9 @@ class DisconnectedGraphError(ValueError):
             parts.append(f"{{{', '.join(map(str, first))}{more}}} ({sizes[c]} pose{plural})")
         if num_components > shown:
             parts.append(f"and {num_components - shown} more")
+        where = f"{source}: " if source else ""  # the file, when the graph came from one
         super().__init__(
-            f"the pose graph has {num_components} connected components, so some of its {labels.size} poses "
+            f"{where}the pose graph has {num_components} connected components, so some of its {labels.size} poses "
             f"cannot be reached from the anchor {anchor}; components: {'; '.join(parts)}"
         )
 
@@ -103,6 +106,7 @@ def chordal_initialization(
     *,
     anchor: int = 0,
     initial: SEBase | None = None,
+    source: str | None = None,
 ) -> SEBase:
     """Poses from relative-pose measurements by chordal relaxation (rotations), then translations.
 
@@ -117,6 +121,7 @@ def chordal_initialization(
         anchor: The pose held fixed, which removes the gauge freedom.
         initial: Optional poses ``group (N,)``; only ``initial[anchor]`` is read: the anchor takes
             that value instead of the identity, so the result lives in the same frame.
+        source: The file the graph came from, named by ``DisconnectedGraphError``; or None.
 
     Returns:
         ``group (N,)``, in the dtype and on the device of ``measurements``.
@@ -130,7 +135,7 @@ def chordal_initialization(
     e, d, n = len(ii), group.tangent_dim, group.point_dim
     if information.shape != (e, d, d):
         raise ValueError(f"information must have shape ({e}, {d}, {d}), got {tuple(information.shape)}")
-    _connected_adjacency(num_poses, ii, jj, anchor)
+    _connected_adjacency(num_poses, ii, jj, anchor, source)
     omega = information.detach().to("cpu", torch.float64)
     omega = 0.5 * (omega + omega.transpose(-1, -2))
     k = d - n  # rotation dimension
@@ -179,6 +184,7 @@ def odometry_initialization(
     *,
     anchor: int = 0,
     initial: SEBase | None = None,
+    source: str | None = None,
 ) -> SEBase:
     """Poses by composing the measurements along a breadth-first spanning tree rooted at the anchor.
 
@@ -190,7 +196,7 @@ def odometry_initialization(
     replace one per tree level (a 10,000-pose chain needs 14, not 10,000).
 
     Args:
-        group, num_poses, i, j, measurements, anchor, initial: As for ``chordal_initialization``.
+        group, num_poses, i, j, measurements, anchor, initial, source: As for ``chordal_initialization``.
 
     Returns:
         ``group (N,)``, in the dtype and on the device of ``measurements``.
@@ -199,7 +205,7 @@ def odometry_initialization(
         DisconnectedGraphError: Some pose is not connected to the anchor.
     """
     ii, jj, z = _check_inputs(group, num_poses, i, j, measurements, anchor, initial)
-    adjacency = _connected_adjacency(num_poses, ii, jj, anchor)
+    adjacency = _connected_adjacency(num_poses, ii, jj, anchor, source)
     _, parent = csgraph.breadth_first_order(adjacency, anchor, directed=False, return_predecessors=True)
     parent = parent.astype(np.int64)
     parent[anchor] = anchor
@@ -252,7 +258,8 @@ def _check_inputs(
     return ii.astype(np.int64), jj.astype(np.int64), z
 
 
-def _connected_adjacency(num_poses: int, ii: np.ndarray, jj: np.ndarray, anchor: int) -> sp.csr_matrix:
+def _connected_adjacency(num_poses: int, ii: np.ndarray, jj: np.ndarray, anchor: int,
+                         source: str | None = None) -> sp.csr_matrix:
     """The (symmetrizable) adjacency matrix of the edges; raises if the graph is not connected."""
     ones = np.ones(len(ii), dtype=np.int8)
     adjacency = sp.csr_matrix((ones, (ii, jj)), shape=(num_poses, num_poses))
@@ -262,7 +269,7 @@ def _connected_adjacency(num_poses: int, ii: np.ndarray, jj: np.ndarray, anchor:
         order = np.concatenate([[labels[anchor]], np.delete(np.arange(count), labels[anchor])])
         rank = np.empty(count, dtype=np.int64)
         rank[order] = np.arange(count)
-        raise DisconnectedGraphError(count, rank[labels], anchor)
+        raise DisconnectedGraphError(count, rank[labels], anchor, source=source)
     return adjacency
 
 
