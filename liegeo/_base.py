@@ -54,6 +54,26 @@ class LieGroup(abc.ABC):
             )
         if not self.data.is_floating_point():
             raise TypeError(f"{type(self).__name__} data must be floating point, got {self.data.dtype}")
+        start = self._unit_start()
+        if start is not None and _checkable(self.data):
+            object.__setattr__(self, "data", _normalized(type(self).__name__, self.data, start))
+
+    @classmethod
+    def _wrap(cls, data: Tensor) -> Self:
+        """An element around ``data`` without any check: for results of the group's own operations.
+
+        The public constructor ``cls(data)`` checks the storage (see ``liegeo.conventions``,
+        "Construction"); operations whose results are on the group by construction use this
+        instead, so hot loops and traced code (vmap, jacrev, compile) never pay for or trip on it.
+        """
+        out = object.__new__(cls)
+        object.__setattr__(out, "data", data)
+        return out
+
+    @classmethod
+    def _unit_start(cls) -> int | None:
+        """Where the unit-norm part of the storage (a rotation's) begins, or None."""
+        return None
 
     # ------------------------------------------------------------------ primitives (per group)
 
@@ -243,8 +263,9 @@ class LieGroup(abc.ABC):
         return self._new(self.data[(*index, slice(None))])
 
     def _new(self, data: Tensor) -> Self:
-        """A new element of the same type (and, for Euclidean, dimension) around ``data``."""
-        return type(self)(data)
+        """A new element of the same type (and, for Euclidean, dimension) around ``data``, which comes
+        from this element's storage (indexed, reshaped, moved, selected): not checked again."""
+        return self._wrap(data)
 
     def reshape(self, *batch: int) -> Self:
         return self._new(self.data.reshape(*batch_shape(batch), self.data.shape[-1]))
@@ -294,6 +315,64 @@ class LieGroup(abc.ABC):
             raise TypeError(f"cannot combine {type(self).__name__} with {type(other).__name__}")
 
 
+KEEP_ULPS = 8
+"""Rotation parts within ``KEEP_ULPS`` machine epsilons of unit norm are kept bit for bit by the
+constructor; others are divided by their norm (``liegeo.conventions``, "Construction")."""
+
+
+def _checkable(data: Tensor) -> bool:
+    """Whether ``data`` is a plain tensor whose values may be read: not under ``vmap``/``grad``
+    (functorch wrappers), tracing, ``torch.compile``, or a meta/fake tensor."""
+    if data.device.type == "meta" or data.numel() == 0:
+        return False
+    if torch._C._functorch.is_functorch_wrapped_tensor(data) or torch.jit.is_tracing():
+        return False
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and compiler.is_compiling():
+        return False
+    return type(data) is Tensor or type(data) is torch.nn.Parameter
+
+
+GRAD_UNIT_TOLERANCE: dict[torch.dtype, float] = {torch.float64: 1e-5, torch.float32: 1e-3}
+"""For data that requires grad, which is never rescaled: how far ``|‖q‖ - 1|`` may be from 0
+(other dtypes: 1e-2).  Finite-difference checks perturb by ~1e-6 and pass."""
+
+
+def _normalized(name: str, data: Tensor, start: int) -> Tensor:
+    """``data`` with its rotation part ``data[..., start:]`` of unit norm (see ``KEEP_ULPS``).
+
+    Raises ``ValueError`` where that part is zero or not finite (no rotation to normalize to), and,
+    for data that requires grad (not rescaled: that would change what autograd differentiates),
+    where it is off unit by more than ``GRAD_UNIT_TOLERANCE``.  The common case, storage already on
+    the group, costs one norm and one read, and returns ``data`` itself (the same tensor: a leaf
+    that requires grad stays that leaf).
+    """
+    unit = data[..., start:]
+    with torch.no_grad():
+        norm = torch.linalg.vector_norm(unit.detach(), dim=-1, keepdim=True)
+        off = ~((norm - 1.0).abs() <= KEEP_ULPS * torch.finfo(data.dtype).eps)  # True for NaN too
+        if not bool(off.any()):
+            return data
+        bad = ~(torch.isfinite(norm) & (norm > 0))
+        problem = "not a rotation (it must be finite and non-zero)"
+        if data.requires_grad and not bool(bad.any()):
+            tolerance = GRAD_UNIT_TOLERANCE.get(data.dtype, 1e-2)
+            bad = ~((norm - 1.0).abs() <= tolerance)
+            problem = (f"not 1 (tolerance {tolerance:g} for {data.dtype} data that requires grad, which is not "
+                       "rescaled; normalize it differentiably first, e.g. with SO3.from_quaternion or "
+                       "SE3.from_translation_quaternion)")
+        if bool(bad.any()):
+            index = tuple(int(i) for i in torch.nonzero(bad.squeeze(-1))[0])
+            what = "quaternion (qx, qy, qz, qw)" if unit.shape[-1] == 4 else "rotation (cos θ, sin θ)"
+            where = f" at index {index}" if index else ""
+            raise ValueError(f"{name}: the {what}{where} is {unit.detach()[index].tolist()}, with norm "
+                             f"{float(norm[index]):.6g}: {problem}")
+        if data.requires_grad:
+            return data
+    scaled = torch.where(off, unit / torch.linalg.vector_norm(unit, dim=-1, keepdim=True), unit)
+    return torch.cat([data[..., :start], scaled], dim=-1) if start else scaled
+
+
 class SOBase(LieGroup):
     """Rotations; the group operations come from four kernels over raw storage tensors.
 
@@ -332,10 +411,14 @@ class SOBase(LieGroup):
         return torch.cat(cls._conjugate_parts(a), dim=-1)
 
     def _compose(self, other: Self) -> Self:
-        return type(self)(self._multiply(self.data, other.data))
+        return self._wrap(self._multiply(self.data, other.data))
 
     def _inverse(self) -> Self:
-        return type(self)(self._conjugate(self.data))
+        return self._wrap(self._conjugate(self.data))
+
+    @classmethod
+    def _unit_start(cls) -> int:
+        return 0
 
     def _act(self, p: Tensor) -> Tensor:
         return self._rotate(self.data, p)
@@ -360,7 +443,11 @@ class SEBase(LieGroup):
 
     def rotation(self) -> Any:
         """The rotation part, a batch of ``rotation_type``."""
-        return self.rotation_type(self.data[..., self.point_dim :])
+        return self.rotation_type._wrap(self.data[..., self.point_dim :])
+
+    @classmethod
+    def _unit_start(cls) -> int:
+        return cls.point_dim
 
     def translation(self) -> Tensor:
         """The translation part: ``(*batch, point_dim)``."""
@@ -376,7 +463,7 @@ class SEBase(LieGroup):
         shape = torch.broadcast_shapes(rotation.shape, translation.shape[:-1])
         r = rotation.data.expand(*shape, rotation.data.shape[-1])
         t = translation.expand(*shape, cls.point_dim)
-        return cls(torch.cat([t, r], dim=-1))
+        return cls._wrap(torch.cat([t, r], dim=-1))  # the rotation is an element already
 
     @classmethod
     def identity(cls, *batch: int, dtype: torch.dtype | None = None, device: Any = None) -> Self:
@@ -425,12 +512,12 @@ class SEBase(LieGroup):
         # In-place updates of fresh temporaries: each saves an allocation (and its page
         # faults, which dominate at 10^6 elements) and none overwrites a value autograd keeps.
         t = rot._rotate(ra, tb).add_(ta)
-        return type(self)(torch.cat([t, *rot._multiply_parts(ra, rb)], dim=-1))
+        return self._wrap(torch.cat([t, *rot._multiply_parts(ra, rb)], dim=-1))
 
     def _inverse(self) -> Self:
         n, rot = self.point_dim, self.rotation_type
         t, r = self.data[..., :n], self.data[..., n:]
-        return type(self)(torch.cat([rot._rotate_inverse(r, t).neg_(), *rot._conjugate_parts(r)], dim=-1))
+        return self._wrap(torch.cat([rot._rotate_inverse(r, t).neg_(), *rot._conjugate_parts(r)], dim=-1))
 
     def _act(self, p: Tensor) -> Tensor:
         n = self.point_dim

@@ -24,6 +24,28 @@ storage, as in g2o, TUM, scipy and pypose.  ``q`` and ``-q`` are the same
 rotation; no sign is enforced in storage, and ``log`` picks the rotation angle in
 ``[0, π]``.
 
+Construction
+------------
+The constructor from raw storage (``SE3(data)``, ``SO3(data)``, ``SE2(data)``,
+``SO2(data)``) **normalizes**: a rotation part (the quaternion, or ``(cos θ, sin θ)``)
+whose norm is more than ``liegeo._base.KEEP_ULPS`` (8) machine epsilons of its dtype
+away from 1 is divided by its norm, as GTSAM's ``Rot3::Quaternion`` and g2o's
+readers do; rotation parts within that are kept bit for bit (round trips stay
+exact, and the very tensor is kept: a leaf that requires grad stays the leaf).
+So ``SE3(torch.tensor([0, 0, 0, 0, 0, 0, 5.]))`` is the identity, never an element
+whose operations silently scale by 25.  A zero or non-finite rotation part has no
+rotation to normalize to: ``ValueError`` names its index.  Data that requires grad is
+never rescaled (that would change what autograd differentiates); it is refused
+instead where its norm is off by more than ``liegeo._base.GRAD_UNIT_TOLERANCE``
+(1e-5 in float64, 1e-3 in float32): normalize such data differentiably with
+``SO3.from_quaternion`` / ``SE3.from_translation_quaternion``.  (Translations are not
+checked: a non-finite pose reaches the solvers, whose ``NonFiniteError`` names the
+cost term.)  This runs only for plain tensors whose values can be read: never under
+``torch.func`` transforms (vmap, jacrev, grad), tracing or ``torch.compile``, where
+the data is taken as given, and never for the results of the groups' own operations
+(compose, inverse, exp, retract, indexing, ...), which are on the group by
+construction and use the unchecked ``_wrap``.
+
 Tangent spaces
 --------------
 Tangent vectors put **translation first, then rotation**: ``ξ = (v, ω)`` for SE3

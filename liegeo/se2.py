@@ -26,7 +26,7 @@ class SE2(SEBase):
     rotation_type: ClassVar[type[SO2]] = SO2
 
     def rotation(self) -> SO2:
-        return SO2(self.data[..., 2:])
+        return SO2._wrap(self.data[..., 2:])
 
     @classmethod
     def from_xytheta(cls, xytheta: Tensor) -> SE2:
@@ -46,7 +46,7 @@ class SE2(SEBase):
         theta2 = theta * theta
         a, b = _math.sinc(theta2), theta * _math.cosc(theta2)
         t = torch.cat([a * v[..., :1] - b * v[..., 1:], b * v[..., :1] + a * v[..., 1:]], dim=-1)
-        return cls(torch.cat([t, torch.cos(theta), torch.sin(theta)], dim=-1))
+        return cls._wrap(torch.cat([t, torch.cos(theta), torch.sin(theta)], dim=-1))
 
     def _log(self) -> Tensor:
         # v = V⁻¹ t, V⁻¹ = [[α, θ/2], [-θ/2, α]], α = (θ/2) cot(θ/2)

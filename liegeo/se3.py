@@ -26,7 +26,7 @@ class SE3(SEBase):
     rotation_type: ClassVar[type[SO3]] = SO3
 
     def rotation(self) -> SO3:
-        return SO3(self.data[..., 3:])
+        return SO3._wrap(self.data[..., 3:])
 
     @classmethod
     def from_translation_quaternion(cls, translation: Tensor, quaternion: Tensor) -> SE3:
@@ -43,7 +43,7 @@ class SE3(SEBase):
         w_w_v = _math.cross(omega, w_v)
         a, b = _math.cosc(theta2).unsqueeze(-1), _math.sinc3(theta2).unsqueeze(-1)
         t = torch.addcmul(v, a, w_v).add_(b * w_w_v)
-        return cls(torch.cat([t, exp_quaternion(omega, theta2)], dim=-1))
+        return cls._wrap(torch.cat([t, exp_quaternion(omega, theta2)], dim=-1))
 
     def _log(self) -> Tensor:
         # v = J_l⁻¹(ω) t = t - ½ ω×t + c ω×(ω×t)

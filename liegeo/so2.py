@@ -26,7 +26,7 @@ class SO2(SOBase):
     def identity(cls, *batch: int, dtype: torch.dtype | None = None, device: Any = None) -> SO2:
         data = torch.zeros(*batch_shape(batch), 2, dtype=dtype, device=device)
         data[..., 0] = 1.0
-        return cls(data)
+        return cls._wrap(data)
 
     @classmethod
     def random(
@@ -43,7 +43,7 @@ class SO2(SOBase):
     def from_angle(cls, angle: Tensor) -> SO2:
         """From angles ``(*batch,)`` in radians."""
         angle = torch.as_tensor(angle)
-        return cls(torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1))
+        return cls._wrap(torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1))
 
     @classmethod
     def from_matrix(cls, m: Tensor, *, project: bool = False) -> SO2:
@@ -52,7 +52,7 @@ class SO2(SOBase):
             raise ValueError(f"SO2.from_matrix expects (*, 2, 2), got {tuple(m.shape)}")
         c = m[..., 0, 0] + m[..., 1, 1]
         s = m[..., 1, 0] - m[..., 0, 1]
-        return cls(torch.stack([c, s], dim=-1)).normalize()
+        return cls._wrap(torch.stack([c, s], dim=-1)).normalize()
 
     def angle(self) -> Tensor:
         """The angle in ``(-π, π]``: ``(*batch,)``."""
@@ -63,11 +63,11 @@ class SO2(SOBase):
         return torch.stack([c, -s, s, c], dim=-1).unflatten(-1, (2, 2))
 
     def normalize(self) -> SO2:
-        return SO2(self.data / torch.linalg.vector_norm(self.data, dim=-1, keepdim=True))
+        return SO2._wrap(self.data / torch.linalg.vector_norm(self.data, dim=-1, keepdim=True))
 
     @classmethod
     def _exp(cls, xi: Tensor) -> SO2:
-        return cls(torch.cat([torch.cos(xi), torch.sin(xi)], dim=-1))
+        return cls._wrap(torch.cat([torch.cos(xi), torch.sin(xi)], dim=-1))
 
     def _log(self) -> Tensor:
         return self.angle().unsqueeze(-1)

@@ -117,7 +117,7 @@ class SO3(SOBase):
     def identity(cls, *batch: int, dtype: torch.dtype | None = None, device: Any = None) -> SO3:
         data = torch.zeros(*batch_shape(batch), 4, dtype=dtype, device=device)
         data[..., 3] = 1.0
-        return cls(data)
+        return cls._wrap(data)
 
     @classmethod
     def random(
@@ -129,21 +129,21 @@ class SO3(SOBase):
     ) -> SO3:
         # A normalized 4D Gaussian is uniform on S³, hence Haar-uniform on SO(3).
         q = torch.randn(*batch_shape(batch), 4, generator=generator, dtype=dtype, device=device)
-        return cls(q / torch.linalg.vector_norm(q, dim=-1, keepdim=True))
+        return cls._wrap(q / torch.linalg.vector_norm(q, dim=-1, keepdim=True))
 
     @classmethod
     def from_quaternion(cls, q: Tensor) -> SO3:
         """From quaternions ``(x, y, z, w)``: ``(*batch, 4)``; normalized (a zero quaternion gives NaN)."""
         if q.shape[-1:] != (4,):
             raise ValueError(f"quaternions have shape (*, 4) in (x, y, z, w) order, got {tuple(q.shape)}")
-        return cls(q / torch.linalg.vector_norm(q, dim=-1, keepdim=True))
+        return cls._wrap(q / torch.linalg.vector_norm(q, dim=-1, keepdim=True))
 
     @classmethod
     def from_matrix(cls, m: Tensor, *, project: bool = False) -> SO3:
         """From rotation matrices ``(*batch, 3, 3)``; ``project=True`` first takes the nearest rotation (SVD)."""
         if m.shape[-2:] != (3, 3):
             raise ValueError(f"SO3.from_matrix expects (*, 3, 3), got {tuple(m.shape)}")
-        return cls(matrix_to_quaternion(project_to_rotation(m) if project else m))
+        return cls._wrap(matrix_to_quaternion(project_to_rotation(m) if project else m))
 
     @classmethod
     def from_axis_angle(cls, axis: Tensor, angle: Tensor | None = None) -> SO3:
@@ -190,13 +190,13 @@ class SO3(SOBase):
         return quaternion_to_matrix(self.data)
 
     def normalize(self) -> SO3:
-        return SO3(self.data / torch.linalg.vector_norm(self.data, dim=-1, keepdim=True))
+        return SO3._wrap(self.data / torch.linalg.vector_norm(self.data, dim=-1, keepdim=True))
 
     # ------------------------------------------------------------------ group primitives
 
     @classmethod
     def _exp(cls, xi: Tensor) -> SO3:
-        return cls(exp_quaternion(xi, _math.squared_norm(xi)))
+        return cls._wrap(exp_quaternion(xi, _math.squared_norm(xi)))
 
     def _log(self) -> Tensor:
         # ω = ±2 atan2(|v|, |w|) / |v| · v: taking |w| (and flipping the sign of ω when w < 0)

@@ -146,6 +146,15 @@ def _replace_token(text: str, rng: random.Random, value: str, numeric_only: bool
     return "\n".join(lines)
 
 
+def _with_field(lines: list[str], k: int, i: int, value: str) -> bytes:
+    """The file with field ``i`` of line ``k`` set to ``value``."""
+    mutated = list(lines)
+    tokens = mutated[k].split()
+    tokens[i] = value
+    mutated[k] = " ".join(tokens)
+    return "\n".join(mutated).encode()
+
+
 def text_mutations(kind: str, text: str, rng: random.Random) -> list[tuple[str, bytes]]:
     """(name, content) pairs for a line-oriented text input."""
     out: list[tuple[str, bytes]] = []
@@ -186,30 +195,12 @@ def text_mutations(kind: str, text: str, rng: random.Random) -> list[tuple[str, 
         edge_rows = [k for k in rows if lines[k].startswith("EDGE")]
         vertex_rows = [k for k in rows if lines[k].startswith("VERTEX")]
         for value in BAD_IDS:
-            mutated = list(lines)
-            k = rng.choice(edge_rows)
-            t = mutated[k].split()
-            t[1] = value
-            mutated[k] = " ".join(t)
-            out.append((f"edge id replaced by {value}", "\n".join(mutated).encode()))
-            mutated = list(lines)
-            k = rng.choice(vertex_rows)
-            t = mutated[k].split()
-            t[1] = value
-            mutated[k] = " ".join(t)
-            out.append((f"vertex id replaced by {value}", "\n".join(mutated).encode()))
-        mutated = list(lines)
+            out.append((f"edge id replaced by {value}", _with_field(lines, rng.choice(edge_rows), 1, value)))
+            out.append((f"vertex id replaced by {value}", _with_field(lines, rng.choice(vertex_rows), 1, value)))
         k = rng.choice(edge_rows)
-        t = mutated[k].split()
-        t[2] = t[1]
-        mutated[k] = " ".join(t)
-        out.append(("self-loop", "\n".join(mutated).encode()))
-        mutated = list(lines)
-        k = rng.choice(vertex_rows)
-        t = mutated[k].split()
-        t[1] = mutated[rng.choice([v for v in vertex_rows if v != k])].split()[1]
-        mutated[k] = " ".join(t)
-        out.append(("duplicate vertex id", "\n".join(mutated).encode()))
+        out.append(("self-loop", _with_field(lines, k, 2, lines[k].split()[1])))
+        k, other = rng.sample(vertex_rows, 2)
+        out.append(("duplicate vertex id", _with_field(lines, k, 1, lines[other].split()[1])))
         out.append(("no vertex lines", "\n".join(lines[k] for k in edge_rows).encode()))
         out.append(("FIX of a missing vertex", (text + "FIX 424242\n").encode()))
         out.append(("unknown tag", (text + "EDGE_FOO 1 2 3\n").encode()))

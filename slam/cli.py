@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -240,23 +239,13 @@ def _names(staged: StagedOutputs) -> dict[str, str]:
 
 def _write_json(path: Path, summary: dict) -> None:
     """The summary as JSON; a non-finite number (which a finished solve should never hold) is
-    written as null with a warning, never as bare NaN/Infinity."""
-    text = json.dumps(_finite(summary), indent=2, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    written as null, named under ``non_finite`` and in a warning, never as bare NaN/Infinity."""
+    from .optim.result import json_safe
 
-
-def _finite(value, where: str = ""):  # type: ignore[no-untyped-def]
-    """JSON-ready copy: tensors to lists/floats, non-finite floats to None (with a warning)."""
-    if isinstance(value, dict):
-        return {k: _finite(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v, f"{where}[{k}]") for k, v in enumerate(value)]
-    if isinstance(value, torch.Tensor):
-        return _finite(value.tolist(), where)
-    if isinstance(value, float) and not math.isfinite(value):
-        log.warning("warning: %s is %r; written as null", where, value)
-        return None
-    return value
+    safe = json_safe(summary)
+    for name in safe.get("non_finite", []):
+        log.warning("warning: %s is not finite; written as null", name)
+    path.write_text(json.dumps(safe, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def _report(staged: StagedOutputs, line: str) -> None:

@@ -75,7 +75,10 @@ def least_squares(
     ``ftol``, ``xtol`` and ``gtol`` are the relative cost decrease, relative step and
     gradient-norm tolerances (``function_tolerance``, ``parameter_tolerance``,
     ``gradient_tolerance`` of the optimizer); other keyword options go to the optimizer's
-    config (e.g. ``initial_damping=1e-3``).
+    config (e.g. ``initial_damping=1e-3``, or ``linear_solver="cg"``; default ``"dense"``).
+
+    A non-finite residual or Jacobian raises ``slam.NonFiniteError`` (see ``slam.solve``); with
+    ``method="gn"`` a rank-deficient Jacobian gives minimum-norm steps and ``converged=False``.
     """
     if method not in ("lm", "gn"):
         raise ValueError(f"method must be 'lm' or 'gn', got {method!r}")
@@ -86,7 +89,7 @@ def least_squares(
     problem = Problem([_VectorCost(variable[[0]], fun, jac)])
     config = (LevenbergMarquardt if method == "lm" else GaussNewton)(
         max_iterations=max_iterations, function_tolerance=ftol, parameter_tolerance=xtol, gradient_tolerance=gtol,
-        linear_solver="dense", **options,  # type: ignore[arg-type]
+        **{"linear_solver": "dense", **options},  # type: ignore[arg-type]
     )
     # ``fun`` may close over tensors that require grad (data, network outputs); the problem
     # cannot see them, so ask ``fun`` itself: does its value at a constant x carry a graph?

@@ -28,7 +28,19 @@ _STRUCTURE_CACHE_SIZE = 32
 
 
 class NonFiniteError(FloatingPointError):
-    """A cost produced NaN or Inf residuals or Jacobians."""
+    """A cost produced NaN or Inf: a residual, a Jacobian, its cost ``½ρ(‖r‖²)`` (``r·r`` may overflow
+    for large finite ``r``) or its normal-equation blocks; or the assembled ``H``/``g`` overflowed.
+
+    Attributes (None where unknown): ``cost`` (the cost's name), ``instance`` (its index among the
+    cost's instances), ``problem`` (the index in the outer batch), ``variables`` (``"name[index]"``
+    of each variable the instance touches) and ``quantity`` (what was non-finite).
+    """
+
+    def __init__(self, message: str, *, cost: str | None = None, instance: int | None = None,
+                 problem: int | None = None, variables: tuple[str, ...] = (), quantity: str | None = None):
+        super().__init__(message)
+        self.cost, self.instance, self.problem = cost, instance, problem
+        self.variables, self.quantity = variables, quantity
 
 
 class Problem:
@@ -143,29 +155,37 @@ class Problem:
         """
         contributions, total = [], torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         for cost in self.costs:
-            gathered = self._gather(cost, values)
-            fused = self._fused_linearization(cost, gathered)
-            if fused is not None:
-                cost_per_instance, h, g = fused
-                total = total + cost_per_instance.sum(-1)
-                contributions.append((h, g))
-                continue
-            r, jacobians = cost.residual_and_jacobians(*gathered, **cost.data)
-            r = r.expand(self.batch_size, cost.num, r.shape[-1])
-            r = _whitened(cost, r)
-            j = torch.cat([_whitened_jacobian(cost, x.expand(*r.shape, x.shape[-1])) for x in jacobians], dim=-1)
-            total = total + self._instance_cost(cost, r).sum(-1)
-            if cost.loss is not None:
-                scale = _safe_sqrt(cost.loss.weight((r * r).sum(-1)))
-                r, j = r * scale.unsqueeze(-1), j * scale[..., None, None]
-            _check_finite(cost, r, j)
-            jt = j.mT
-            contributions.append((jt @ j, (jt @ r.unsqueeze(-1)).squeeze(-1)))
+            instance_cost, _, _, h, g = self._linearize_cost(cost, self._gather(cost, values))
+            total = total + instance_cost.sum(-1)
+            contributions.append((h, g))
         h, g = self.structure.assemble(contributions, self.batch_size)
+        # One reduction per tensor on the happy path (a sum is non-finite if any term is, or if it
+        # overflows); the exact test and the search for the culprit run only when it flags.
+        with torch.no_grad():
+            quick = torch.isfinite(total.sum() + h.sum() + g.sum())
+            if not bool(quick) and not bool(torch.isfinite(total).all() & torch.isfinite(h).all()
+                                            & torch.isfinite(g).all()):
+                raise self.nonfinite_error(values, total=total, h=h, g=g)
         return h, g, total
 
-    def _fused_linearization(self, cost: Cost, values: list[LieGroup]) -> tuple[Tensor, Tensor, Tensor] | None:
-        """``(½ρ(‖r‖²) (B, E), JᵀJ, Jᵀr)`` from the cost's fused kernel, or None where it has none."""
+    def _linearize_cost(self, cost: Cost, gathered: list[LieGroup]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(½ρ(‖r‖²) (B, E), r, J, JᵀJ, Jᵀr)`` of one cost, ``r`` and ``J`` whitened and reweighted."""
+        fused = self._fused_linearization(cost, gathered)
+        if fused is not None:
+            return fused
+        r, jacobians = cost.residual_and_jacobians(*gathered, **cost.data)
+        r = r.expand(self.batch_size, cost.num, r.shape[-1])
+        r = _whitened(cost, r)
+        j = torch.cat([_whitened_jacobian(cost, x.expand(*r.shape, x.shape[-1])) for x in jacobians], dim=-1)
+        instance_cost = self._instance_cost(cost, r)
+        if cost.loss is not None:
+            scale = _safe_sqrt(cost.loss.weight((r * r).sum(-1)))
+            r, j = r * scale.unsqueeze(-1), j * scale[..., None, None]
+        jt = j.mT
+        return instance_cost, r, j, jt @ j, (jt @ r.unsqueeze(-1)).squeeze(-1)
+
+    def _fused_linearization(self, cost: Cost, values: list[LieGroup]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
+        """``(½ρ(‖r‖²) (B, E), r, J, JᵀJ, Jᵀr)`` from the cost's fused kernel, or None where it has none."""
         if cost.loss is None:
             blocks = cost.fused_normal_blocks(*values, **cost.data)
             if blocks is None:
@@ -182,12 +202,70 @@ class Problem:
                 return None
             r, j, h, g = blocks
             instance_cost = self._instance_cost(cost, unscaled)
-        _check_finite(cost, r, j)
-        return instance_cost.expand(self.batch_size, cost.num), h, g
+        return instance_cost.expand(self.batch_size, cost.num), r, j, h, g
 
     def _instance_cost(self, cost: Cost, r: Tensor) -> Tensor:
         s = (r * r).sum(-1)
         return 0.5 * (cost.loss.rho(s) if cost.loss is not None else s)
+
+    def nonfinite_error(self, values: Values, *, jacobians: bool = True, problems: Tensor | None = None,
+                        total: Tensor | None = None, h: Tensor | None = None, g: Tensor | None = None) -> NonFiniteError:
+        """The ``NonFiniteError`` that names the first non-finite term at ``values``.
+
+        Searches, per cost and instance (of the problems where ``problems: (B,)`` is True; default
+        all), the residual, the Jacobian (with ``jacobians``), the cost ``½ρ(‖r‖²)`` and the blocks
+        ``JᵀJ``, ``Jᵀr``.  Where every term is finite but ``total``, ``h`` or ``g`` (assembled sums)
+        is not, the sum overflowed: the error names the variable and the largest term.  Slow
+        (re-evaluates every cost); meant for the failure path only.
+        """
+        batch = self.batch_size
+        keep = (torch.ones(batch, dtype=torch.bool, device=self.device) if problems is None
+                else problems.to(self.device)).view(-1, 1)
+        largest: tuple[float, Cost | None, int, int] = (-1.0, None, 0, 0)
+        with torch.no_grad():
+            for cost in self.costs:
+                gathered = self._gather(cost, values)
+                if jacobians:
+                    instance_cost, r, j, jtj, jtr = self._linearize_cost(cost, gathered)
+                    r = r.expand(batch, cost.num, r.shape[-1])
+                    checks = [("residual", r), ("Jacobian", j.flatten(-2)), ("cost ½ρ(‖r‖²) (r·r overflows)",
+                              instance_cost.unsqueeze(-1)), ("normal-equation block JᵀJ", jtj.flatten(2)),
+                              ("normal-equation block Jᵀr", jtr)]
+                    size = jtj.detach().abs().flatten(2).amax(-1).expand(batch, cost.num)
+                else:
+                    r = self._whitened_residual(cost, gathered).expand(batch, cost.num, -1)
+                    instance_cost = self._instance_cost(cost, r)
+                    checks = [("residual", r), ("cost ½ρ(‖r‖²) (r·r overflows)", instance_cost.unsqueeze(-1))]
+                    size = instance_cost.detach().abs()
+                for quantity, x in checks:
+                    bad = ~torch.isfinite(x.detach()).all(-1).expand(batch, cost.num) & keep
+                    if bool(bad.any()):
+                        b, e = (int(i) for i in torch.nonzero(bad)[0])
+                        return _instance_error(cost, quantity, b, e, batch)
+                size = torch.where(keep, size, torch.zeros_like(size))
+                if size.numel() and float(size.max()) > largest[0]:
+                    b, e = (int(i) for i in torch.nonzero(size == size.max())[0])
+                    largest = (float(size.max()), cost, b, e)
+        # Every term is finite: an assembled sum overflowed.
+        what = "the total cost"
+        for name, x in (("g", g), ("H", h)):
+            if x is not None and not bool(torch.isfinite(x.detach()).all()):
+                b, k = (int(i) for i in torch.nonzero(~torch.isfinite(x.detach()))[0])
+                column = k if name == "g" else int(self.structure.pattern.rows[k])
+                what = f"the assembled {name} at {self._column_name(column)}" + (f" of problem {b}" if batch > 1 else "")
+                break
+        _, cost, b, e = largest
+        if cost is None:
+            return NonFiniteError(f"{what} is not finite although every cost term is")
+        return _instance_error(cost, "sum: " + what + " overflowed (every term is finite; the largest is this one)",
+                               b, e, batch)
+
+    def _column_name(self, column: int) -> str:
+        """``"name[index]"`` of the variable element that owns tangent column ``column`` of ``H``."""
+        for variable, table in zip(self.variables, self.structure.tables):
+            if table.offset <= column < table.offset + table.num_free * table.dim:
+                return f"{variable.name}[{int(table.free[(column - table.offset) // table.dim])}]"
+        return f"column {column}"
 
 
 def _retract(value: LieGroup, step: Tensor) -> LieGroup:
@@ -201,7 +279,7 @@ def _retract(value: LieGroup, step: Tensor) -> LieGroup:
     x = value.data.expand(*shape, 7).reshape(-1, 7).contiguous()
     out = torch.empty_like(x)
     _se3_kernels.retract(x.numpy(), step.expand(*shape, 6).reshape(-1, 6).contiguous().numpy(), out.numpy())
-    return SE3(out.reshape(*shape, 7))
+    return SE3._wrap(out.reshape(*shape, 7))
 
 
 def _whitened(cost: Cost, r: Tensor) -> Tensor:
@@ -218,16 +296,10 @@ def _safe_sqrt(w: Tensor) -> Tensor:
     return torch.where(positive, torch.where(positive, w, torch.ones_like(w)).sqrt(), torch.zeros_like(w))
 
 
-def _check_finite(cost: Cost, r: Tensor, j: Tensor) -> None:
-    # One reduction each; the slow search for the culprit runs only on failure.
-    if bool(torch.isfinite(r.sum()) & torch.isfinite(j.sum())):
-        return
-    bad_r = ~torch.isfinite(r).all(-1)
-    bad_j = ~torch.isfinite(j).flatten(-2).all(-1)
-    what = "residual" if bool(bad_r.any()) else "Jacobian"
-    b, e = (int(i) for i in torch.nonzero(bad_r | bad_j)[0])
-    where = f"instance {e}" + (f" of problem {b}" if r.shape[0] > 1 else "")
-    raise NonFiniteError(
-        f"cost '{cost.name}' produced a non-finite {what} at {where} "
-        f"(variables: {', '.join(f'{ref.variable.name}[{int(ref.index[e])}]' for ref in cost.variables)})"
+def _instance_error(cost: Cost, quantity: str, b: int, e: int, batch: int, detail: str = "") -> NonFiniteError:
+    variables = tuple(f"{ref.variable.name}[{int(ref.index[e])}]" for ref in cost.variables)
+    where = f"instance {e}" + (f" of problem {b}" if batch > 1 else "")
+    return NonFiniteError(
+        f"cost '{cost.name}' produced a non-finite {quantity} at {where} (variables: {', '.join(variables)}){detail}",
+        cost=cost.name, instance=e, problem=b, variables=variables, quantity=quantity,
     )

@@ -13,6 +13,7 @@ from liegeo import Euclidean
 from ..costs import BALReprojection
 from ..linear import SchurComplement
 from ..optim import IterationRecord, LevenbergMarquardt, solve
+from ..optim.result import json_safe
 from ..problem import Problem
 from ..robust import RobustLoss
 from ..variables import Variable
@@ -33,12 +34,13 @@ class BAResult:
     history: list[IterationRecord]
 
     def summary(self) -> dict[str, object]:
-        return {
+        """The record as plain JSON values: no NaN or Infinity (``slam.optim.result.json_safe``)."""
+        return json_safe({
             "source": self.problem.source, "num_cameras": self.problem.num_cameras,
             "num_points": self.problem.num_points, "num_observations": self.problem.num_observations,
             "initial_cost": self.initial_cost, "final_cost": self.final_cost, "iterations": self.iterations,
             "converged": self.converged, "termination": self.termination, "solve_seconds": self.solve_seconds,
-        }
+        })
 
 
 def build(problem: BALProblem, *, loss: RobustLoss | None = None, fix_intrinsics: bool = False,

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from liegeo import SE3, SO3
+from liegeo._base import _checkable
 from liegeo.so3 import quaternion_multiply, quaternion_rotate, quaternion_rotate_inverse
 
 from .urdf import Robot
@@ -76,19 +77,20 @@ class Kinematics:
         origin = self.origins[k].data
         kind = self.robot.joints[k].type
         if kind == "fixed":
-            return SE3(origin.expand(*q.shape, 7))
+            return SE3._wrap(origin.expand(*q.shape, 7))
         if kind == "prismatic":
             shift = quaternion_rotate(origin[3:], self.axes[k] * q.unsqueeze(-1))
-            return SE3(torch.cat([origin[:3] + shift, origin[3:].expand(*q.shape, 4)], dim=-1))
+            return SE3._wrap(torch.cat([origin[:3] + shift, origin[3:].expand(*q.shape, 4)], dim=-1))
         half = 0.5 * q.unsqueeze(-1)
         motion = torch.cat([self.axes[k] * torch.sin(half), torch.cos(half)], dim=-1)
-        return SE3(torch.cat([origin[:3].expand(*q.shape, 3), quaternion_multiply(origin[3:], motion)], dim=-1))
+        return SE3._wrap(torch.cat([origin[:3].expand(*q.shape, 3), quaternion_multiply(origin[3:], motion)], dim=-1))
 
     def _joint_frames(self, q: Tensor, link: str | None = None) -> tuple[list[SE3 | None], list[SE3 | None]]:
         """Link poses (by link index) and joint frames after their motion (by joint index); with
         ``link``, only the joints between the root and that link are computed."""
         if q.shape[-1] != self.dof:
             raise ValueError(f"q must be (..., {self.dof}) for {self.robot.name or 'this robot'}, got {tuple(q.shape)}")
+        self._check_finite(q)
         batch = q.shape[:-1]
         needed = None if link is None else self.ancestors[self.robot.links[self._index(link)]]
         links: list[SE3 | None] = [None] * len(self.robot.links)
@@ -104,10 +106,21 @@ class Kinematics:
         links[self.link_index[self.robot.root]] = SE3.identity(*batch, dtype=q.dtype, device=q.device)
         return links, frames
 
+    def _check_finite(self, q: Tensor) -> None:
+        """``ValueError`` naming the joint and configuration of the first NaN/Inf joint value (plain tensors
+        only: one reduction; skipped under vmap/jacrev, tracing and compile, where values cannot be read)."""
+        if not _checkable(q) or bool(torch.isfinite(q.detach()).all()):
+            return
+        bad = torch.nonzero(~torch.isfinite(q.detach()))[0].tolist()
+        where = f" of configuration {tuple(bad[:-1]) if len(bad) > 2 else bad[0]}" if len(bad) > 1 else ""
+        name = self.robot.movable_joints[bad[-1]].name
+        raise ValueError(f"joint '{name}' (index {bad[-1]}){where} is {float(q.detach()[tuple(bad)])}: joint values "
+                         f"must be finite ({self.robot.name or 'robot'})")
+
     def forward(self, q: Tensor) -> SE3:
         """Poses of every link, ``(..., num_links)`` in ``robot.links`` order."""
         links, _ = self._joint_frames(q)
-        return SE3(torch.stack([x.data for x in links], dim=-2))
+        return SE3._wrap(torch.stack([x.data for x in links], dim=-2))
 
     def link_pose(self, q: Tensor, link: str) -> SE3:
         """Pose ``(...,)`` of one link (only the joints between the root and it are evaluated)."""

@@ -86,6 +86,10 @@ def inverse_kinematics(
         finite = torch.isfinite(lower) & torch.isfinite(upper)
         q0 = torch.where(finite, 0.5 * (lower + upper), torch.zeros_like(lower))
     q0 = q0.to(dtype=dtype, device=device).expand(batch, kinematics.dof)
+    kinematics._check_finite(q0)  # ValueError naming the joint and configuration
+    bad = ~torch.isfinite(targets.data.detach()).all(-1)
+    if bool(bad.any()):
+        raise ValueError(f"target {int(torch.nonzero(bad)[0])} is not finite: {targets.data[int(torch.nonzero(bad)[0])]}")
     settings = dict(position_only=position_only, limit_weight=limit_weight, max_iterations=max_iterations,
                     backward=backward or Implicit())
     result = _solve(kinematics, link, targets, q0, **settings)
@@ -130,7 +134,7 @@ def _solve(kinematics: Kinematics, link: str, targets: SE3, q0: Tensor, *, posit
     """One batched LM solve from ``q0: (B, dof)``."""
     q = Variable(Euclidean(q0.unsqueeze(1)), name="q")  # (B, 1, dof): one configuration per problem
     first = torch.zeros(1, dtype=torch.long)
-    costs = [LinkPose(q[first], kinematics=kinematics, link=link, target=SE3(targets.data.unsqueeze(1)),
+    costs = [LinkPose(q[first], kinematics=kinematics, link=link, target=targets._new(targets.data.unsqueeze(1)),
                       position_only=position_only)]
     if limit_weight > 0:
         full_turn = _full_turn(kinematics)

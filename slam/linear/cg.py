@@ -36,17 +36,40 @@ def _block_positions(structure: Structure) -> list[tuple[int, int, Tensor]]:
 
 
 class CGFactorization(Factorization):
+    """Nothing is factorized but the preconditioner's diagonal blocks.
+
+    ``definite`` (and ``ok``) is False from the start where ``H`` has a non-finite value or a diagonal
+    block that is not positive definite (then ``H`` is not either); each ``solve`` then sets
+    ``ok = definite & ~breakdown & converged`` for its own outcome: ``breakdown`` where PCG met
+    non-positive or non-finite curvature or a non-finite residual, ``converged`` where it reached
+    its tolerance within its iterations.  ``inexact`` marks the problems whose only failure is the
+    missed tolerance: their (finite) iterate is an inexact solution, which Levenberg-Marquardt
+    may still take (its gain ratio judges the step, as with Ceres' inexact Newton steps).  Where a
+    block is not positive definite, the preconditioner uses that block's diagonal instead.
+    """
+
     def __init__(self, structure: Structure, values: Tensor, blocks: list, max_iterations: int, tolerance: float):
         self.values, self.max_iterations, self.tolerance = values, max_iterations, tolerance
         pattern = structure.pattern
         self.rows, self.cols = pattern.rows.to(values.device), pattern.cols.to(values.device)
         self.off = self.rows != self.cols
         self.preconditioners = []
+        ok = torch.isfinite(values.detach()).all(-1)
         for offset, d, slots in blocks:
             block = values[:, slots.to(values.device)]  # (B, num_free, d, d)
             chol, info = torch.linalg.cholesky_ex(block)
+            failed = (info != 0) | ~torch.isfinite(chol).flatten(2).all(-1)
+            if bool(failed.any()):
+                # A failed block proves H is not positive definite; precondition it by its |diagonal|.
+                diag = torch.diagonal(block, dim1=-2, dim2=-1).abs()
+                diag = torch.where(torch.isfinite(diag) & (diag > 0), diag, torch.ones_like(diag))
+                chol = torch.where(failed[..., None, None], torch.diag_embed(diag.sqrt()), chol)
+                ok = ok & ~failed.any(-1)
             self.preconditioners.append((offset, d, chol))
-        self.ok = torch.ones(values.shape[0], dtype=torch.bool, device=values.device)
+        self.definite = self.ok = ok
+        self.breakdown = torch.zeros_like(ok)
+        self.converged = torch.ones_like(ok)
+        self.inexact = torch.zeros_like(ok)
 
     def matvec(self, x: Tensor) -> Tensor:
         v = self.values
@@ -65,8 +88,11 @@ class CGFactorization(Factorization):
         return z
 
     def solve(self, rhs: Tensor) -> Tensor:
-        x, failed = preconditioned_cg(self.matvec, self.precondition, rhs, self.tolerance, self.max_iterations)
-        self.ok = self.ok & ~failed
+        """PCG's solution; where it failed (``ok`` False) its last finite iterate, not to be trusted."""
+        x, self.breakdown, self.converged = preconditioned_cg(self.matvec, self.precondition, rhs, self.tolerance,
+                                                              self.max_iterations)
+        self.ok = self.definite & ~self.breakdown & self.converged
+        self.inexact = self.definite & ~self.breakdown & ~self.converged
         return x
 
 
@@ -76,34 +102,49 @@ def preconditioned_cg(
     rhs: Tensor,
     tolerance: float,
     max_iterations: int,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Batched PCG for ``H x = rhs: (B, n)`` to ``‖r‖ <= tolerance·‖rhs‖`` per problem.
 
-    Returns ``x`` and ``failed: (B,)``, True where a search direction met non-positive curvature
-    (``H`` not positive definite there); a failed problem stops where it was.
+    Returns ``(x, breakdown, converged)``, the flags ``(B,)`` bool.  ``breakdown``: a search
+    direction met non-positive or non-finite curvature ``pᵀHp`` (``H`` not positive definite, or
+    not finite), the preconditioned residual ``rᵀz`` was not positive and finite (a preconditioner
+    that is not positive definite), or ``rhs`` was not finite; such a problem stops where it was,
+    with a finite ``x``.  ``converged``: the tolerance was reached (False for a breakdown).
     """
     x = torch.zeros_like(rhs)
-    r = rhs
+    finite_rhs = torch.isfinite(rhs).all(-1)
+    r = torch.where(finite_rhs.unsqueeze(-1), rhs, torch.zeros_like(rhs))
     z = precondition(r)
     p, rz = z, (r * z).sum(-1)
-    target = tolerance * rhs.norm(dim=-1)
-    failed = torch.zeros(rhs.shape[0], dtype=torch.bool, device=rhs.device)
+    target = tolerance * r.norm(dim=-1)
+    breakdown = ~finite_rhs
+    done = r.norm(dim=-1) <= target
     for _ in range(max_iterations):
-        live = (r.norm(dim=-1) > target) & ~failed
+        done = done | (r.norm(dim=-1) <= target)
+        live = ~done & ~breakdown
         if not bool(live.any()):
             break
         hp = matvec(p)
         php = (p * hp).sum(-1)
-        failed = failed | (live & (php <= 0))
-        step = live & (php > 0)
+        good = (php > 0) & torch.isfinite(php) & (rz > 0) & torch.isfinite(rz)
+        breakdown = breakdown | (live & ~good)
+        step = live & good
         alpha = torch.where(step, rz / torch.where(step, php, torch.ones_like(php)), torch.zeros_like(php))
-        x = x + alpha.unsqueeze(-1) * p
-        r = r - alpha.unsqueeze(-1) * hp
-        z = precondition(r)
-        rz_new = (r * z).sum(-1)
+        r_new = r - alpha.unsqueeze(-1) * hp
+        z_new = precondition(r_new)
+        rz_new = (r_new * z_new).sum(-1)
+        # An overflow shows in rᵀz; such a problem keeps its last (finite) iterate.
+        finite = torch.isfinite(rz_new)
+        breakdown = breakdown | (step & ~finite)
+        step = step & finite
+        keep = step.unsqueeze(-1)
+        x = torch.where(keep, x + alpha.unsqueeze(-1) * p, x)
+        r, z = torch.where(keep, r_new, r), torch.where(keep, z_new, z)
         beta = torch.where(step, rz_new / torch.where(step, rz, torch.ones_like(rz)), torch.zeros_like(rz))
-        p, rz = z + beta.unsqueeze(-1) * p, rz_new
-    return x, failed
+        p = torch.where(keep, z + beta.unsqueeze(-1) * p, p)
+        rz = torch.where(step, rz_new, rz)
+    done = done | (r.norm(dim=-1) <= target)
+    return x, breakdown, done & ~breakdown
 
 
 class ConjugateGradient(LinearSolver):

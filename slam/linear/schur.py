@@ -258,9 +258,13 @@ class SchurFactorization(Factorization):
                 z[:, index] = (inverse @ r[:, index].unsqueeze(-1)).squeeze(-1)
             return z
 
-        x, failed = preconditioned_cg(lambda v: (self._s @ v.unsqueeze(-1)).squeeze(-1), precondition, rhs,
-                                      self.tolerance, self.max_iterations)
-        self._ok = self._ok & ~failed
+        x, breakdown, converged = preconditioned_cg(lambda v: (self._s @ v.unsqueeze(-1)).squeeze(-1), precondition,
+                                                    rhs, self.tolerance, self.max_iterations)
+        # A breakdown solves to zeros; a missed tolerance keeps its (inexact) iterate, reported not ok
+        # but ``inexact`` (see ``CGFactorization``).
+        self._ok = self._ok & ~breakdown
+        self.ok = (self._ok & converged).to(self.values.device)  # what the optimizers read after solving
+        self.inexact = (self._ok & ~converged).to(self.values.device)
         return x
 
     def _solve(self, rhs: Tensor) -> Tensor:

@@ -130,8 +130,9 @@ class BatchedSparseCholesky:
             definite.  Numeric factors are recycled in place once neither a pending backward pass nor
             the live values tensor they were made from holds them (10-20 % faster than new ones).
         ``"scipy"``: SuperLU (``splu``) of the mirrored full matrix, for installs without CHOLMOD; no
-            symbolic reuse, and since LU factorizes any nonsingular matrix it cannot detect
-            indefinite ones: ``ok`` is False only for singular (or non-finite) matrices.
+            symbolic reuse.  Pivots are symmetric (diagonal), so the signs of ``U``'s diagonal give
+            the inertia: ``ok`` is False for singular, indefinite or non-finite matrices, as with
+            CHOLMOD (and, conservatively, wherever SuperLU pivoted off the diagonal).
         ``"auto"``: ``"cholmod"`` where scikit-sparse imports, else ``"scipy"``.
     """
 
@@ -205,10 +206,16 @@ class BatchedSparseCholesky:
             full = sp.csc_matrix((data[self._source], self._full_indices, self._full_indptr), shape=(n, n))
             # Diagonal pivots in a symmetric ordering: stable for SPD, less fill than partial pivoting.
             try:
-                return spla.splu(full, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                                 options={"SymmetricMode": True})
+                lu = spla.splu(full, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                               options={"SymmetricMode": True})
             except RuntimeError:  # "Factor is exactly singular"
                 return None
+            # With symmetric (diagonal) pivots, P H Pᵀ = L U with U = D L̃ᵀ: H is positive definite iff
+            # every pivot is positive (Sylvester's inertia).  Other pivoting proves nothing: not ok.
+            pivots = lu.U.diagonal()
+            if not (np.array_equal(lu.perm_r, lu.perm_c) and np.all(pivots > 0) and np.all(np.isfinite(pivots))):
+                return None
+            return lu
         cholmod = _cholmod()
         self._matrix.data = data  # CHOLMOD reads only this (lower) triangle
         if self._symbolic is None:

@@ -37,10 +37,15 @@ def implicit_solution(problem: Problem, solution: Values, solver: LinearSolver, 
     with torch.no_grad():
         h, _, _ = problem.linearize(solution)
         factorization = solver.factorize(structure, h)
-        if not bool(factorization.ok.all()):  # a singular JᵀJ at x*: regularize the preconditioner only
+        # A singular JᵀJ at x*: regularize slightly, unless the solver answers by the minimum-norm
+        # solution (dense), whose pseudo-inverse gradient needs no regularization (warned in backward).
+        fallback = getattr(factorization, "minimum_norm", None)
+        answered = factorization.ok | fallback if fallback is not None else factorization.ok
+        if not bool(answered.all()):
             scale = 1e-9 * h[:, structure.pattern.diagonal.to(h.device)].abs().amax(-1, keepdim=True).clamp_min(1e-30)
             factorization = solver.factorize(structure, h.index_add(1, structure.pattern.diagonal.to(h.device),
                                                                      scale.expand(-1, structure.n)))
+        # Failures that only a solve reveals (an iterative solver) are checked in the backward pass.
     delta = torch.zeros(problem.batch_size, structure.n, dtype=problem.dtype, device=problem.device, requires_grad=True)
     with torch.enable_grad():
         cost = problem.cost(problem.retract(solution, delta)).sum()
@@ -62,7 +67,7 @@ class _ImplicitStep(torch.autograd.Function):
     def backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, None, None, None]:
         factorization, mode = ctx.factorization, ctx.mode
         if mode.hessian == "gauss_newton":
-            w = factorization.solve(v)
+            w = _checked_solve(factorization, v)
         else:
             w = _exact_solve(ctx.gradient, ctx.delta, factorization, v, mode)
         del ctx.gradient, ctx.delta
@@ -77,9 +82,47 @@ def _exact_solve(gradient: Tensor, delta: Tensor, factorization: Factorization, 
             (hp,) = torch.autograd.grad(gradient, delta, grad_outputs=p, retain_graph=True)
         return hp.detach()
 
-    w, failed = preconditioned_cg(hessian_times, factorization.solve, v, mode.tolerance, mode.max_iterations)
-    if bool(failed.any()):
+    w, breakdown, converged = preconditioned_cg(hessian_times, factorization.solve, v, mode.tolerance,
+                                                mode.max_iterations)
+    if bool(breakdown.any()):
         log.warning("implicit backward: the Hessian is not positive definite at the solution of %d problem(s) "
-                    "(not a strict minimum); using the Gauss-Newton approximation there", int(failed.sum()))
-        w = torch.where(failed.unsqueeze(-1), factorization.solve(v), w)
+                    "(not a strict minimum); using the Gauss-Newton approximation there", int(breakdown.sum()))
+        w = torch.where(breakdown.unsqueeze(-1), _checked_solve(factorization, v), w)
+    elif not bool(converged.all()):
+        log.warning("implicit backward: conjugate gradients on the exact Hessian did not reach the tolerance %.1e in "
+                    "%d iterations for %d problem(s); their gradients are approximate", mode.tolerance,
+                    mode.max_iterations, int((~converged).sum()))
     return w
+
+
+def _checked_solve(factorization: Factorization, v: Tensor) -> Tensor:
+    """``H⁻¹ v`` by the factorization; warns where the answer is approximate, raises where it is unusable.
+
+    Approximate: a dense minimum-norm solution of a singular ``H`` (the pseudo-inverse gradient, the
+    usual choice when the solution is not unique) or an iterative solve that stopped short of its
+    tolerance.  Unusable: anything else the factorization reports as failed (it returns zeros or a
+    broken-down iterate there), raised as ``SingularSystemError``.
+    """
+    w = factorization.solve(v)
+    ok = factorization.ok
+    if bool(ok.all()):
+        return w
+    minimum_norm, inexact = getattr(factorization, "minimum_norm", None), getattr(factorization, "inexact", None)
+    failed = int((~ok).sum())
+    finite = torch.isfinite(w).all(-1)
+    if minimum_norm is not None and bool((ok | (minimum_norm & finite)).all()):
+        log.warning("implicit backward: H is singular at the solution of %d problem(s) (not a strict minimum, e.g. an "
+                    "unfixed gauge); using its pseudo-inverse (the minimum-norm gradient)", failed)
+        return w
+    if inexact is not None and bool((ok | (inexact & finite)).all()):
+        log.warning("implicit backward: the iterative linear solve did not reach its tolerance for %d problem(s); "
+                    "their gradients are approximate", failed)
+        return w
+    from .solve import SingularSystemError
+
+    problems = torch.nonzero(~ok).flatten().tolist()
+    raise SingularSystemError(
+        f"implicit backward: H w = v could not be solved at the solution of problem(s) {problems[:10]} (H is not "
+        "positive definite there, or the solver broke down: not a strict minimum, e.g. an unfixed gauge); fix a "
+        "variable or add a prior, or use Unroll()"
+    )

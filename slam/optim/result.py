@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any
 
 from torch import Tensor
 
@@ -38,7 +40,9 @@ class SolveResult:
     iterations: Tensor
     """Iterations each problem ran ``(B,)``."""
     converged: Tensor
-    """bool ``(B,)``: a tolerance was met (not the iteration limit, not a stall)."""
+    """bool ``(B,)``: a tolerance was met (not the iteration limit, not a stall), and the last linear
+    system was solved as positive definite (False after a Gauss-Newton minimum-norm step on a
+    rank-deficient system; see ``termination``)."""
     termination: list[str]
     """Why each problem stopped."""
     history: list[IterationRecord]
@@ -46,3 +50,27 @@ class SolveResult:
 
     def __getitem__(self, variable: Variable) -> LieGroup:
         return self.values[variable]
+
+
+def json_safe(summary: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``summary`` that ``json.dumps(..., allow_nan=False)`` accepts: tensors become lists or
+    numbers, every non-finite float (also inside lists and dicts) becomes None, and the dotted names
+    of those fields are listed under ``non_finite`` (absent when there are none)."""
+    replaced: list[str] = []
+
+    def clean(x: Any, name: str) -> Any:
+        if isinstance(x, Tensor):
+            x = x.tolist()
+        if isinstance(x, float) and not math.isfinite(x):
+            replaced.append(name)
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v, f"{name}.{k}" if name else str(k)) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v, f"{name}[{i}]") for i, v in enumerate(x)]
+        return x
+
+    out = clean(summary, "")
+    if replaced:
+        out["non_finite"] = replaced
+    return out

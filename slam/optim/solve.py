@@ -5,6 +5,24 @@ termination; the iteration stops when all have stopped.  How gradients reach the
 inputs (measurements, weights, robust scales, initial values) is the backward
 mode: ``Unroll``, ``Truncated(k)`` or ``Implicit`` (the default).  When nothing
 requires grad, the solve runs without recording a graph.
+
+Failures are never reported as convergence:
+
+* A non-finite cost, residual, Jacobian or normal-equation entry at the initial point or at an
+  accepted point raises ``NonFiniteError`` naming the cost, instance, problem and variables.
+  Levenberg-Marquardt rejects a trial point whose cost is not finite (the damping grows, as in
+  Ceres), but raises ``NonFiniteError`` (naming the term at the last such trial) when a problem
+  then ends without converging after such rejections, or meets a step or cost-change tolerance
+  at the edge of the non-finite region (checked by one more step from the solution at the initial
+  damping: finite at a minimum, non-finite at such an edge).  Gauss-Newton takes every step, so a
+  non-finite cost there raises at once.
+* A linear solve that fails (``Factorization.ok`` False: not positive definite, non-finite, an
+  iterative solve that broke down) or returns a non-finite step is never taken: LM rejects it;
+  Gauss-Newton raises ``SingularSystemError``.  (An iterative solve that only missed its
+  tolerance, ``inexact``, gives an inexact Newton step, which is taken.)  Where the solver has
+  a minimum-norm fallback (``DenseCholesky``), GN takes the minimum-norm step of the
+  rank-deficient system, and a problem whose last system was rank-deficient ends with
+  ``converged`` False and a termination that says so (its solution is not unique).
 """
 
 from __future__ import annotations
@@ -20,7 +38,7 @@ from torch import Tensor
 from liegeo import LieGroup
 
 from ..linear.base import LinearSolver
-from ..problem import Problem, Values
+from ..problem import NonFiniteError, Problem, Values
 from .config import BackwardMode, GaussNewton, Implicit, LevenbergMarquardt, Truncated, Unroll, _Common
 from .implicit import implicit_solution
 from .result import IterationRecord, SolveResult
@@ -159,6 +177,10 @@ def _iterate(
     count = torch.zeros(batch, dtype=torch.long, device=device)
     reasons = [""] * batch
     history: list[IterationRecord] = []
+    rank_deficient = torch.zeros(batch, dtype=torch.bool, device=device)  # GN: the last system was singular
+    had_nonfinite = torch.zeros(batch, dtype=torch.bool, device=device)  # LM: some trial cost was not finite
+    nonfinite_since_accept = torch.zeros(batch, dtype=torch.bool, device=device)
+    nonfinite_values: Values | None = None  # per problem, its last trial point with a non-finite cost
 
     def stop(mask: Tensor, reason: str, success: bool) -> None:
         nonlocal active, converged
@@ -194,16 +216,41 @@ def _iterate(
         step = factorization.solve(-g)
         if not lm and not tail:
             step = cfg.step_size * step
-        ok = factorization.ok
-        if not lm and not tail and not bool(ok[active].all()):
-            raise SingularSystemError(
-                "the Gauss-Newton system is singular: some direction is unconstrained (an unfixed gauge or a "
-                "variable no cost determines); fix a variable, add a prior, or use LevenbergMarquardt"
-            )
+        # A non-finite step (from finite H and g: linearize checked them) is a failed linear solve.
+        finite_step = torch.isfinite(step.detach()).all(-1)
+        ok = factorization.ok & finite_step
+        # An iterative solve that only missed its tolerance (no breakdown) still gives a step, an
+        # inexact Newton one as in Ceres; LM's gain ratio judges it.
+        inexact = getattr(factorization, "inexact", None)
+        if inexact is not None:
+            ok = ok | (inexact.to(ok.device) & finite_step)
+        if not lm:
+            # Gauss-Newton takes a solver's minimum-norm fallback (dense) on a rank-deficient system,
+            # and remembers it: such a solve never reports convergence (the solution is not unique).
+            fallback = getattr(factorization, "minimum_norm", None)
+            usable = ok | (fallback.to(ok.device) & finite_step) if fallback is not None else ok
+            if not tail:
+                if not bool(usable[active].all()):
+                    raise SingularSystemError(
+                        f"the Gauss-Newton system could not be solved by the {solver.name} solver (singular, not "
+                        "positive definite, or a failed iterative solve): some direction may be unconstrained (an "
+                        "unfixed gauge or a variable no cost determines); fix a variable, add a prior, or use "
+                        "LevenbergMarquardt"
+                    )
+                rank_deficient = torch.where(active, ~ok, rank_deficient)
+            ok = usable
+        if not bool(ok.all()):
+            step = torch.where(ok.unsqueeze(-1), step, torch.zeros_like(step))  # nothing non-finite is retracted
         candidate = problem.retract(values, step)
         new_cost = problem.cost(candidate)
 
         with torch.no_grad():
+            if lm and not tail:  # a non-finite cost at a trial point rejects the step (the damping grows)
+                nonfinite = active & ok & ~torch.isfinite(new_cost)
+                if bool(nonfinite.any()):
+                    had_nonfinite = had_nonfinite | nonfinite
+                    nonfinite_values = problem.select(nonfinite, candidate, nonfinite_values or candidate)
+                nonfinite_since_accept = nonfinite_since_accept | nonfinite
             decrease = cost - new_cost
             step_norm = step.norm(dim=-1)
             if lm and not tail:
@@ -220,6 +267,7 @@ def _iterate(
                 lam_used = lam
                 lam = torch.where(accept, lam * torch.nan_to_num(shrink, nan=1.0), torch.where(active, lam * nu, lam))
                 nu = torch.where(accept, torch.full_like(nu, 2.0), torch.where(active, 2.0 * nu, nu))
+                nonfinite_since_accept = nonfinite_since_accept & ~accept
             else:
                 accept, lam_used = active & ok, lam
         count = count + active.long()
@@ -241,7 +289,10 @@ def _iterate(
                         stop(accept & (step_norm <= cfg.parameter_tolerance * (x_norm + cfg.parameter_tolerance)),
                              "parameter tolerance", True)
         if lm and not tail:
-            stop(lam > cfg.max_damping, "no decrease possible (damping exceeded its maximum)", False)
+            exceeded = lam > cfg.max_damping
+            stop(exceeded & ~ok, "the linear solver failed (not positive definite, non-finite, or an iterative "
+                 "breakdown) at every damping up to the maximum", False)
+            stop(exceeded, "no decrease possible (damping exceeded its maximum)", False)
         record = IterationRecord(it, cost.detach().clone(), step_norm, lam_used.clone(), accept, time.perf_counter() - start)
         history.append(record)
         _log_iteration(record, decrease, int(active.sum()), batch)
@@ -252,7 +303,64 @@ def _iterate(
         bar.close()
     if not tail:
         stop(active, "maximum iterations", False)
+        if lm and bool(had_nonfinite.any()):
+            _check_nonfinite_stops(problem, cfg, solver, values, h, g, d_max, converged, reasons, had_nonfinite,
+                                   nonfinite_since_accept, nonfinite_values)
+        if bool(rank_deficient.any()):
+            for b in torch.nonzero(rank_deficient & converged).flatten().tolist():
+                reasons[b] += (" (not converged: the last Gauss-Newton system was rank-deficient; its minimum-norm "
+                               "step was taken and the solution is not unique)")
+            converged = converged & ~rank_deficient
     return _State(values, cost.detach(), initial_cost, lam, count, converged, reasons, history)
+
+
+_TOLERANCE_STOPS = ("function tolerance", "absolute tolerance", "parameter tolerance")
+
+
+def _check_nonfinite_stops(problem: Problem, cfg: LevenbergMarquardt, solver: LinearSolver, values: Values,
+                           h: Tensor, g: Tensor, d_max: Tensor | None, converged: Tensor, reasons: list[str],
+                           had_nonfinite: Tensor, nonfinite_since_accept: Tensor, nonfinite_values: Values | None) -> None:
+    """Raise ``NonFiniteError`` where non-finite trial costs, not a minimum, ended a problem's solve.
+
+    Non-finite trials are rejected steps (as in Ceres), but a solve may then stall at the edge of the
+    region where the cost is finite: (a) it ends without converging after such rejections (damping
+    or iteration limit), or (b) it meets a step or cost tolerance there.  For (b) one more step is
+    tried from the solution at the initial damping: at a minimum it is tiny and finite; at such an
+    edge it leads back into the non-finite region.
+    """
+    structure = problem.structure
+    batch = problem.batch_size
+    blocked = ~converged & nonfinite_since_accept
+    where, context = nonfinite_values, None
+    if bool(blocked.any()):
+        b = int(torch.nonzero(blocked)[0])
+        context = f"Levenberg-Marquardt stopped ({reasons[b]}) after rejecting steps to points where it is not finite"
+    else:
+        suspect = converged & had_nonfinite & torch.tensor([r in _TOLERANCE_STOPS for r in reasons], device=converged.device)
+        if not bool(suspect.any()):
+            return
+        with torch.no_grad():
+            diagonal = structure.pattern.diagonal.to(h.device)
+            if cfg.damping in ("marquardt", "marquardt-current"):
+                d = h.detach()[:, diagonal].clamp(cfg.min_diagonal, cfg.max_diagonal)
+                d = torch.maximum(d, d_max) if cfg.damping == "marquardt" and d_max is not None else d
+            else:
+                d = torch.ones_like(g)
+            factorization = solver.factorize(structure, h.detach().index_add(1, diagonal, cfg.initial_damping * d))
+            step = factorization.solve(-g.detach())
+            usable = suspect & factorization.ok & torch.isfinite(step).all(-1)
+            trial = problem.retract(values, torch.where(usable.unsqueeze(-1), step, torch.zeros_like(step)))
+            bad = usable & ~torch.isfinite(problem.cost(trial))
+        if not bool(bad.any()):
+            return
+        b, where = int(torch.nonzero(bad)[0]), trial
+        context = (f"Levenberg-Marquardt met its {reasons[b]} at the edge of a region where the cost is not finite "
+                   "(not at a minimum: the step from there leads to a non-finite cost)")
+    mask = torch.zeros(batch, dtype=torch.bool, device=converged.device)
+    mask[b] = True
+    error = problem.nonfinite_error(where, jacobians=False, problems=mask)
+    raise NonFiniteError(f"{error}; {context}", cost=error.cost, instance=error.instance, problem=error.problem,
+                         variables=error.variables, quantity=error.quantity)
 
 
 def _with_fixed_inputs(problem: Problem, solution: Values, inputs: Values) -> Values:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from typing import Literal
 
@@ -12,6 +13,8 @@ import torch
 from liegeo import SE3
 
 from ..optim import LevenbergMarquardt, IterationRecord, solve
+from ..optim.result import json_safe
+from ..problem import NonFiniteError
 from ..robust import RobustLoss
 from .graph import PoseGraph
 
@@ -44,13 +47,35 @@ class PgoResult:
     ``termination`` of each graph; None for a single graph."""
 
     def summary(self) -> dict[str, object]:
-        return {
+        """The record as plain JSON values: no NaN or Infinity (``json.dumps(..., allow_nan=False)``
+        works).  ``optimize`` raises ``NonFiniteError`` rather than return a non-finite chi2 (an edge
+        that a robust loss ignores, e.g. Tukey's, may have ``eᵀΩe = inf``); should a record hold one
+        anyway, it is ``None`` here, with ``non_finite`` naming such fields."""
+        out = {
             "source": self.graph.source, "num_poses": self.graph.num_poses, "num_edges": self.graph.num_edges,
             "initial_chi2": self.initial_chi2, "final_chi2": self.final_chi2, "iterations": self.iterations,
             "converged": self.converged, "termination": self.termination, "init_seconds": self.init_seconds,
             "solve_seconds": self.solve_seconds,
             **({"batch_size": self.graph.batch_size, "per_graph": self.per_graph} if self.per_graph else {}),
         }
+        return json_safe(out)
+
+
+def _chi2_error(graph: PoseGraph, when: str) -> NonFiniteError:
+    """The ``NonFiniteError`` naming the first edge whose ``eᵀΩe`` is not finite (or the sum's overflow)."""
+    e = graph.errors()
+    per_edge = torch.einsum("...ea,...eab,...eb->...e", e, graph.information.to(e.dtype), e)
+    bad = ~torch.isfinite(per_edge)
+    if not bool(bad.any()):
+        return NonFiniteError(f"the {when} chi2 of {graph.source or 'the pose graph'} overflows (every edge's is finite)")
+    where = [int(k) for k in torch.nonzero(bad)[0]]
+    k = where[-1]
+    variables = (f"pose[{int(graph.i[k])}]", f"pose[{int(graph.j[k])}]")
+    of = f" of problem {where[0]}" if len(where) > 1 else ""
+    return NonFiniteError(
+        f"cost 'between' has a non-finite {when} chi2 eᵀΩe at instance {k}{of} (variables: {', '.join(variables)}): "
+        "the solve may have ignored it by its robust loss, but the result cannot report it",
+        cost="between", instance=k, problem=where[0] if len(where) > 1 else 0, variables=variables, quantity="chi2")
 
 
 def initialize(graph: PoseGraph, method: Initialization) -> PoseGraph:
@@ -62,10 +87,10 @@ def initialize(graph: PoseGraph, method: Initialization) -> PoseGraph:
     anchor = int(graph.fixed[0])
     if method == "odometry":
         poses = odometry_initialization(graph.group, graph.num_poses, graph.i, graph.j, graph.measurements,
-                                        anchor=anchor)
+                                        anchor=anchor, source=graph.source)
     elif method == "chordal":
         poses = chordal_initialization(graph.group, graph.num_poses, graph.i, graph.j, graph.measurements,
-                                       graph.information, anchor=anchor)
+                                       graph.information, anchor=anchor, source=graph.source)
     else:
         raise ValueError(f"init must be file, odometry or chordal, got {method!r}")
     # Keep the anchor where the file put it (both initializers place it at the identity).
@@ -108,13 +133,17 @@ def optimize(
     result = solve(problem, config)
     solve_seconds = time.perf_counter() - start
     optimized = graph.with_poses(result[poses])
+    final_chi2 = optimized.chi2()
+    for when, which, chi2 in (("initial", graph, initial_chi2), ("final", optimized, final_chi2)):
+        if not math.isfinite(chi2):  # a robust loss may have ignored the edge; chi2 does not
+            raise _chi2_error(which, when)
     per_graph = None
     if graph.batch_size is not None:
         per_graph = {"initial_chi2": graph.chi2_per_graph().tolist(), "final_chi2": optimized.chi2_per_graph().tolist(),
                      "iterations": result.iterations.tolist(), "converged": result.converged.tolist(),
                      "termination": list(result.termination)}
     return PgoResult(
-        graph=optimized, initial_chi2=initial_chi2, final_chi2=optimized.chi2(), iterations=int(result.iterations.max()),
+        graph=optimized, initial_chi2=initial_chi2, final_chi2=final_chi2, iterations=int(result.iterations.max()),
         converged=bool(result.converged.all()), termination=result.termination[0], init_seconds=init_seconds,
         solve_seconds=solve_seconds, history=result.history, per_graph=per_graph,
     )

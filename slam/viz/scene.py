@@ -34,7 +34,8 @@ def camera_centers(poses: SE3) -> np.ndarray:
 
 def _inliers(points: np.ndarray, clip: float) -> np.ndarray:
     center = np.median(points, axis=0)
-    distance = np.linalg.norm(points - center, axis=1)
+    with np.errstate(over="ignore"):  # a point at 1e200 gets distance inf: an outlier, dropped below
+        distance = np.linalg.norm(points - center, axis=1)
     return distance <= clip * max(float(np.median(distance)), 1e-12)
 
 
