@@ -191,6 +191,14 @@ def test_a_directory_or_a_missing_file_is_named(tmp_path, fmt):
         reader(tmp_path / "missing.in")
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_device_is_refused_not_read_forever(fmt):
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    with pytest.raises(URDFError if fmt == "urdf" else FormatError, match="/dev/zero: .*is a device"):
+        FORMATS[fmt][0]("/dev/zero")
+
+
 @pytest.mark.parametrize("error_type, words", [(PermissionError, "permission denied"),
                                                 (OSError, "cannot be read: Input/output error")])
 def test_an_unreadable_file_is_named(tmp_path, monkeypatch, error_type, words):

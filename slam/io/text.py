@@ -1,7 +1,8 @@
 """Input files as text: the one place where OS, compression and encoding problems become ``FormatError``.
 
 - ``read_bytes(path)``: the file's bytes.  A missing file stays ``FileNotFoundError`` (its message
-  names the path); a directory, a file we may not read or a failing read is a ``FormatError``.
+  names the path); a directory, a device (``/dev/zero`` would never end), a file we may not read or
+  a failing read is a ``FormatError``; pipes are read as given.
 - ``bunzip2(path, data, max_bytes)``: bzip2 data decompressed, at most ``max_bytes`` of it (a
   decompression bomb stops there, fast and in bounded memory); truncated or corrupt data, and bytes
   after the last stream, are a ``FormatError``.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import os
+import stat
 
 from .errors import FormatError
 
@@ -26,6 +29,9 @@ __all__ = ["read_bytes", "bunzip2", "decode", "read_text", "split_lines", "stric
 def read_bytes(path: str) -> bytes:
     """The bytes of ``path``; ``FormatError`` (naming it) when it is a directory or cannot be read."""
     try:
+        if stat.S_ISCHR(os.stat(path).st_mode) or stat.S_ISBLK(os.stat(path).st_mode):
+            # /dev/zero or a disk would be read without end; pipes (<(zcat f)) stay readable.
+            raise FormatError(path, 0, "is a device, not a file")
         with open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:

@@ -23,11 +23,16 @@ class Factorization(abc.ABC):
     """A factorized batch of matrices ``H_b``."""
 
     ok: Tensor
-    """bool ``(B,)``: False where ``H_b`` could not be factorized (not positive definite)."""
+    """bool ``(B,)``, the same for every solver: True where ``H_b`` is finite, was factorized as
+    positive definite and ``solve`` gives ``H_b⁻¹ rhs`` (for an iterative solver: without breakdown,
+    to its tolerance).  Two optional masks say what ``solve`` returns where it is False:
+    ``minimum_norm`` (dense: the minimum-norm least-squares solution of a singular ``H_b``) and
+    ``inexact`` (iterative: a finite iterate that missed the tolerance)."""
 
     @abc.abstractmethod
     def solve(self, rhs: Tensor) -> Tensor:
-        """``H⁻¹ rhs`` for ``rhs: (B, n)``; zeros where ``ok`` is False."""
+        """``H⁻¹ rhs`` for ``rhs: (B, n)``; never non-finite where ``H`` and ``rhs`` are finite (zeros
+        where ``ok`` is False and no fallback applies)."""
 
 
 class LinearSolver(abc.ABC):

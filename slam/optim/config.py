@@ -49,8 +49,10 @@ class _Common:
 class GaussNewton(_Common):
     """Undamped Gauss-Newton: every step ``δ = -H⁻¹ g`` is taken (times ``step_size``).
 
-    A singular ``H`` (e.g. an unfixed gauge) raises ``SingularSystemError`` with the sparse
-    solvers; the dense solver falls back to LU, then to the least-squares (minimum-norm) step.
+    A singular ``H`` (e.g. an unfixed gauge) raises ``SingularSystemError`` with the sparse and
+    iterative solvers; with the dense solver the minimum-norm least-squares step is taken, and a
+    solve whose last system was rank-deficient ends with ``converged`` False (its solution is not
+    unique).
     """
 
     step_size: float = 1.0
