@@ -94,7 +94,9 @@ def select(mask: Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:
 def _series_or_exact(t: Tensor, series: _Series, exact: Callable[[Tensor], Tensor]) -> Tensor:
     small = t < series.threshold(t.dtype)
     safe_t = select(small, torch.full_like(t, 16.0), t)  # 16 > every threshold, < (2π)²
-    return select(small, _horner(t, series.coefficients(t.dtype)), exact(safe_t))
+    # The unselected series must stay finite too (lerp: 0 · inf = nan): at θ ~ 1e40 the polynomial
+    # in θ² overflows, so it is evaluated at most at 16.
+    return select(small, _horner(t.clamp(max=16.0), series.coefficients(t.dtype)), exact(safe_t))
 
 
 _BENIGN = dict(threshold64=0.1, threshold32=0.1)

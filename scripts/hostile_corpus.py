@@ -271,15 +271,16 @@ def text_mutations(kind: str, text: str, rng: random.Random) -> list[tuple[str, 
         t[0] = "7"
         mutated[k] = " ".join(t)
         out.append(("camera index out of range", "\n".join(mutated).encode()))
-        camera_start = 1 + int(header[2])  # one value per line from here on
+        # rows[k]: the k-th non-blank line; after the header and the observations, one value per line
+        values = rows[1 + int(header[2]):]
         for slot, name in ((3, "camera translation 1e40"), (6, "focal length 1e200"), (0, "rotation 1e40")):
             mutated = list(lines)
-            mutated[camera_start + slot] = "1e40" if "1e40" in name else "1e200"
+            mutated[values[slot]] = "1e40" if "1e40" in name else "1e200"
             out.append((name, "\n".join(mutated).encode()))
         mutated = list(lines)  # camera 0 at the origin, unrotated, and point 0 at the origin: zero depth
-        point_start = camera_start + 9 * int(header[0])
-        for slot in (*range(camera_start, camera_start + 6), *range(point_start, point_start + 3)):
-            mutated[slot] = "0"
+        point_start = 9 * int(header[0])
+        for slot in (*range(6), *range(point_start, point_start + 3)):
+            mutated[values[slot]] = "0"
         out.append(("point at a camera centre", "\n".join(mutated).encode()))
     return out
 

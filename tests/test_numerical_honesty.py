@@ -451,3 +451,13 @@ def test_pose_graph_with_an_edge_a_robust_loss_ignores_but_chi2_cannot_report_ra
     data[3, 0] = 1e160  # eᵀΩe overflows; Tukey's ρ saturates, so the solve itself stays finite
     with pytest.raises(slam.NonFiniteError, match=r"non-finite initial chi2 .* at instance 3 .*pose\[3\], pose\[4\]"):
         pgo_optimize(dataclasses.replace(graph, measurements=SE3(data)), loss=slam.Tukey(1.0))
+
+
+@pytest.mark.parametrize("theta", [1e3, 1e20, 1e40, 1e100])
+def test_exp_of_a_huge_finite_angle_is_the_reduced_rotation(theta):
+    # The small-angle series is evaluated even where it is not selected; it must not overflow into
+    # the result (it did at θ = 1e40: the BAL reader then saw a nan quaternion).
+    axis = torch.tensor([0.6, 0.0, 0.8], dtype=torch.float64)
+    q = SO3.exp(theta * axis).data
+    expected = torch.tensor([*(math.sin(theta / 2) * axis).tolist(), math.cos(theta / 2)], dtype=torch.float64)
+    torch.testing.assert_close(q, expected, rtol=0, atol=1e-12)
