@@ -213,6 +213,12 @@ class LieGroup(abc.ABC):
         j_d = self.jr(delta).expand(*batch, self.tangent_dim, self.tangent_dim)
         return out, (j_x, j_d)
 
+    def retract_step(self, delta: Tensor) -> Self:
+        """``x · Exp(δ)`` for an optimizer's step over a whole table: the value of ``retract`` (to
+        rounding), by the group's fused kernel where it has one and the inputs allow it (CPU float64,
+        nothing autograd or a ``torch.func`` transform must see); ``retract`` otherwise."""
+        return self.retract(delta)
+
     def local(self, other: Self, *, jacobians: bool = False) -> Any:
         """``Log(x⁻¹ · y)``, the tangent at ``x`` that reaches ``y``; Jacobians ``(-J_l⁻¹(d), J_r⁻¹(d))``."""
         self._check_same_type(other)

@@ -20,6 +20,16 @@ class SE3(SEBase):
     """3D rigid transforms.  ``data: (*batch, 7)``; tangent ``(v, ω): (*batch, 6)``; ``T p = R p + t``."""
 
     param_dim: ClassVar[int] = 7
+
+    def retract_step(self, delta: Tensor) -> SE3:
+        """``retract`` by the fused kernel of ``liegeo._se3_kernels`` where the inputs allow it."""
+        if self.data.dtype == torch.float64 and self.data.device.type == "cpu":  # before importing numba
+            from . import _se3_kernels
+
+            out = _se3_kernels.se3_retract(self.data, delta)
+            if out is not None:
+                return SE3._wrap(out)
+        return self.retract(delta)
     tangent_dim: ClassVar[int] = 6
     matrix_dim: ClassVar[int] = 4
     point_dim: ClassVar[int] = 3

@@ -19,6 +19,17 @@ import numpy as np
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
+def warm_up() -> None:
+    """Load (or, the first time on a machine, compile and cache) both kernels (``Cost.prepare``)."""
+    pose = np.zeros((1, 1, 7))
+    pose[..., 6] = 1.0
+    point = np.array([[[0.0, 0.0, -1.0]]])
+    intrinsics, uv = np.array([[[1.0, 0.0, 0.0]]]), np.zeros((1, 1, 2))
+    residuals(pose, intrinsics, point, uv, np.zeros((1, 1, 2)))
+    normal_blocks(pose, intrinsics, point, uv, np.ones((1, 1)), np.zeros((1, 1, 2)), np.zeros((1, 1, 2, 12)),
+                  np.zeros((1, 1, 78)), np.zeros((1, 1, 12)))
+
+
 @_jit
 def _rotation(q, m):
     x, y, z, w = q[3], q[4], q[5], q[6]

@@ -10,10 +10,12 @@ points of ``liegeo._math``):
     D = X_i⁻¹ X_j,  r = Log(Z⁻¹ D),  J_j = J_r⁻¹(r),  J_i = -J_r⁻¹(r) Ad(D⁻¹),
     r_w = s L r,  J_w = s L [J_i | J_j],  h = J_wᵀ J_w,  g = J_wᵀ r_w
 
-with ``L`` the sqrt-information matrix (any 6 x 6, not only triangular) and ``s`` an optional per-edge robust scale.  It runs
+with ``L`` the sqrt-information matrix (any 6 x 6, not only triangular) and ``s`` a per-edge scale (ones: the
+problem applies robust losses to the blocks).  It runs
 only where nothing needs autograd, on CPU float64 tensors; ``tests/test_fused_between.py`` checks it
-against the torch path, including near-identity and near-π relative rotations.  ``retract`` is
-``SE3.retract`` (``liegeo.se3``) in one pass per pose.
+against the torch path, including near-identity and near-π relative rotations.  The retraction
+``X · Exp(δ)`` has its kernel with the group (``liegeo._se3_kernels``, ``SE3.retract_step``), as do
+the primitives (series, quaternion product) shared with it.
 """
 
 from __future__ import annotations
@@ -27,29 +29,11 @@ try:
 except ImportError:  # the torch path is used instead
     numba = None
 
-import torch
+from liegeo import _se3_kernels as _group_kernels
+from liegeo._se3_kernels import _ATAN, _ATAN_T, available
 
-from liegeo import _math
-
-# Series coefficients and switch points of liegeo._math, in float64: tuples, which numba compiles in
-# as constants (global arrays would keep the parallel kernels out of its on-disk cache).
-_JINV = tuple(_math._JINV.coefficients(torch.float64))
-_SINC3 = tuple(_math._SINC3.coefficients(torch.float64))
-_COS4 = tuple(_math._COS4.coefficients(torch.float64))
-_Q5 = tuple(_math._Q5.coefficients(torch.float64))
-_ATAN = tuple(_math._ATAN_OVER_X.coefficients(torch.float64))
-_SINC = tuple(_math._SINC.coefficients(torch.float64))
-_COS = tuple(_math._COS.coefficients(torch.float64))
-_COSC = tuple(_math._COSC.coefficients(torch.float64))
-_BENIGN_T = _math._SINC.threshold64
-assert _math._COS.threshold64 == _math._COSC.threshold64 == _BENIGN_T
-_CANCELLING_T = _math._JINV.threshold64
-_ATAN_T = _math._ATAN_OVER_X.threshold64
-assert _math._SINC3.threshold64 == _math._COS4.threshold64 == _math._Q5.threshold64 == _CANCELLING_T
-
-
-def available() -> bool:
-    return numba is not None
+if numba is not None:  # the jitted primitives shared with the group's retraction kernel
+    from liegeo._se3_kernels import _coefficients, _horner, _multiply
 
 
 def warm_up() -> None:
@@ -63,32 +47,12 @@ def warm_up() -> None:
     residuals(x, x, x, eye, np.zeros((1, 1, 6)))
     normal_blocks(x, x, x, eye, np.ones((1, 1)), np.zeros((1, 1, 6)), np.zeros((1, 1, 6, 12)), np.zeros((1, 1, 78)),
                   np.zeros((1, 1, 12)))
-    retract(x[0], np.zeros((1, 6)), np.zeros((1, 7)))
-
+    _group_kernels.warm_up()  # SE3.retract_step
 
 
 
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-
-    @_jit
-    def _horner(t, c):
-        out = c[len(c) - 1]
-        for k in range(len(c) - 2, -1, -1):
-            out = out * t + c[k]
-        return out
-
-    @_jit
-    def _coefficients(t):
-        """``jinv, sinc3, cos4, q5`` of ``t = θ²`` (see ``liegeo._math``)."""
-        if t < _CANCELLING_T:
-            return _horner(t, _JINV), _horner(t, _SINC3), _horner(t, _COS4), _horner(t, _Q5)
-        theta = math.sqrt(t)
-        half = 0.5 * theta
-        s, c = math.sin(theta), math.cos(theta)
-        jinv = (1.0 - half * math.cos(half) / math.sin(half)) / t
-        return jinv, (theta - s) / (t * theta), (c - 1.0 + 0.5 * t) / (t * t), \
-            (2.0 * theta - 3.0 * s + theta * c) / (2.0 * t * t * theta)
 
     @_jit
     def _quaternion_log_scale(v2, w):
@@ -100,13 +64,6 @@ if numba is not None:
             y = math.sqrt(v2)
             scale = math.atan2(y, x) / y
         return -2.0 * scale if w < 0 else 2.0 * scale
-
-    @_jit
-    def _multiply(ax, ay, az, aw, bx, by, bz, bw):
-        return (aw * bx + ax * bw + ay * bz - az * by,
-                aw * by - ax * bz + ay * bw + az * bx,
-                aw * bz + ax * by - ay * bx + az * bw,
-                aw * bw - ax * bx - ay * by - az * bz)
 
     @_jit
     def _matrix(x, y, z, w, m):
@@ -307,36 +264,3 @@ if numba is not None:
                         acc += jw[m, p] * jw[m, q]
                     h[k] = acc
                     k += 1
-
-    @_jit
-    def retract(x, delta, out):
-        """``out = x · Exp(δ)`` for ``x, out: (M, 7)`` and ``delta: (M, 6)`` (``SE3.retract``)."""
-        for k in range(x.shape[0]):
-            v0, v1, v2 = delta[k, 0], delta[k, 1], delta[k, 2]
-            w0, w1, w2 = delta[k, 3], delta[k, 4], delta[k, 5]
-            t = w0 * w0 + w1 * w1 + w2 * w2
-            quarter = 0.25 * t
-            if quarter < _BENIGN_T:
-                half_sinc, cos_half = 0.5 * _horner(quarter, _SINC), _horner(quarter, _COS)
-            else:
-                half = math.sqrt(quarter)
-                half_sinc, cos_half = 0.5 * math.sin(half) / half, math.cos(half)
-            if t < _BENIGN_T:
-                cosc = _horner(t, _COSC)
-            else:
-                sin_half = math.sin(0.5 * math.sqrt(t))
-                cosc = 2.0 * sin_half * sin_half / t
-            sinc3 = _coefficients(t)[1]
-            # Exp(δ): translation J_l(ω) v = v + cosc ω×v + sinc3 ω×(ω×v), rotation (half_sinc ω, cos_half)
-            c0, c1, c2 = w1 * v2 - w2 * v1, w2 * v0 - w0 * v2, w0 * v1 - w1 * v0
-            s0 = v0 + cosc * c0 + sinc3 * (w1 * c2 - w2 * c1)
-            s1 = v1 + cosc * c1 + sinc3 * (w2 * c0 - w0 * c2)
-            s2 = v2 + cosc * c2 + sinc3 * (w0 * c1 - w1 * c0)
-            qx, qy, qz, qw = x[k, 3], x[k, 4], x[k, 5], x[k, 6]
-            # R_x s = s + 2w u + 2 q_v × u with u = q_v × s
-            u0, u1, u2 = qy * s2 - qz * s1, qz * s0 - qx * s2, qx * s1 - qy * s0
-            out[k, 0] = x[k, 0] + s0 + 2.0 * (qw * u0 + qy * u2 - qz * u1)
-            out[k, 1] = x[k, 1] + s1 + 2.0 * (qw * u1 + qz * u0 - qx * u2)
-            out[k, 2] = x[k, 2] + s2 + 2.0 * (qw * u2 + qx * u1 - qy * u0)
-            out[k, 3], out[k, 4], out[k, 5], out[k, 6] = _multiply(
-                qx, qy, qz, qw, half_sinc * w0, half_sinc * w1, half_sinc * w2, cos_half)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from liegeo import SE3, LieGroup
+from liegeo import LieGroup
 
-from .costs.base import Cost, kernel_inputs_ok
+from .costs.base import Cost
 from .structure import Structure, analyze, structure_key
 from .variables import Variable
 
@@ -74,6 +73,13 @@ class Problem:
         self.dtype, self.device = reference.dtype, reference.device
         self._structure: Structure | None = None
 
+    def prepare(self) -> Problem:
+        """Load what the costs' fast paths need (``Cost.prepare``: compiled kernels) now, outside any
+        timed solve; the first solve would do it otherwise.  Returns the problem."""
+        for cost in self.costs:
+            cost.prepare()
+        return self
+
     def position(self, variable: Variable) -> int:
         return self._position[id(variable)]
 
@@ -114,7 +120,7 @@ class Problem:
             if table.num_free < table.num:
                 full = torch.zeros(step.shape[0], table.num, table.dim, dtype=step.dtype, device=step.device)
                 step = full.index_copy(1, table.free.to(step.device), step)
-            out.append(_retract(value, step))
+            out.append(value.retract_step(step))
         return out
 
     def select(self, mask: Tensor, new: Values, old: Values) -> Values:
@@ -135,16 +141,12 @@ class Problem:
         """``F = ½ Σ ρ(‖W r‖²)`` per problem: ``(B,)``."""
         total = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         for cost in self.costs:
-            total = total + self._instance_cost(cost, self._whitened_residual(cost, self._gather(cost, values))).sum(-1)
+            total = total + self._instance_cost(cost, cost.whitened_residual(self._gather(cost, values))).sum(-1)
         return total
-
-    def _whitened_residual(self, cost: Cost, values: list[LieGroup]) -> Tensor:
-        r = cost.fused_residuals(*values, **cost.data)
-        return _whitened(cost, cost.residual(*values, **cost.data)) if r is None else r
 
     def residuals(self, values: Values) -> list[Tensor]:
         """Whitened residuals ``(B, E, m)`` per cost (before any robust loss)."""
-        return [self._whitened_residual(c, self._gather(c, values)) for c in self.costs]
+        return [c.whitened_residual(self._gather(c, values)) for c in self.costs]
 
     def linearize(self, values: Values) -> tuple[Tensor, Tensor, Tensor]:
         """Normal equations at ``values``: ``H`` values ``(B, nnz)``, ``g = Jᵀr`` ``(B, n)`` and ``F`` ``(B,)``.
@@ -169,40 +171,24 @@ class Problem:
         return h, g, total
 
     def _linearize_cost(self, cost: Cost, gathered: list[LieGroup]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``(½ρ(‖r‖²) (B, E), r, J, JᵀJ, Jᵀr)`` of one cost, ``r`` and ``J`` whitened and reweighted."""
-        fused = self._fused_linearization(cost, gathered)
-        if fused is not None:
-            return fused
-        r, jacobians = cost.residual_and_jacobians(*gathered, **cost.data)
-        r = r.expand(self.batch_size, cost.num, r.shape[-1])
-        r = _whitened(cost, r)
-        j = torch.cat([_whitened_jacobian(cost, x.expand(*r.shape, x.shape[-1])) for x in jacobians], dim=-1)
-        instance_cost = self._instance_cost(cost, r)
-        if cost.loss is not None:
-            scale = _safe_sqrt(cost.loss.weight((r * r).sum(-1)))
-            r, j = r * scale.unsqueeze(-1), j * scale[..., None, None]
-        jt = j.mT
-        return instance_cost, r, j, jt @ j, (jt @ r.unsqueeze(-1)).squeeze(-1)
+        """``(½ρ(‖r‖²) (B, E), r, J, JᵀJ, Jᵀr)`` of one cost: ``r`` and ``J`` whitened, the blocks
+        reweighted by the robust loss.
 
-    def _fused_linearization(self, cost: Cost, values: list[LieGroup]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
-        """``(½ρ(‖r‖²) (B, E), r, J, JᵀJ, Jᵀr)`` from the cost's fused kernel, or None where it has none."""
-        if cost.loss is None:
-            blocks = cost.fused_normal_blocks(*values, **cost.data)
-            if blocks is None:
-                return None
-            r, j, h, g = blocks
-            instance_cost = self._instance_cost(cost, r)
-        else:
-            unscaled = cost.fused_residuals(*values, **cost.data)
-            if unscaled is None:
-                return None
-            scale = _safe_sqrt(cost.loss.weight((unscaled * unscaled).sum(-1)))
-            blocks = cost.fused_normal_blocks(*values, scale=scale, **cost.data)
-            if blocks is None:
-                return None
-            r, j, h, g = blocks
-            instance_cost = self._instance_cost(cost, unscaled)
-        return instance_cost.expand(self.batch_size, cost.num), r, j, h, g
+        Whatever linearized the cost (autodiff, analytic Jacobians or the cost's own fused kernel),
+        the robust loss is applied here, once: iteratively reweighted least squares scales ``JᵀJ``
+        and ``Jᵀr`` by ``w = ρ'(‖r‖²)`` (the instance's ``√w`` on ``r`` and ``J``).
+        """
+        r, j, jtj, jtr = cost.linearize(gathered, self.batch_size)
+        instance_cost = self._instance_cost(cost, r).expand(self.batch_size, cost.num)
+        if cost.loss is not None:
+            w = cost.loss.weight((r * r).sum(-1))
+            # An instance the loss ignores (w = 0: Tukey's tails) adds nothing, even where its
+            # unweighted blocks overflow (0 · inf would be nan).
+            used = (w > 0).unsqueeze(-1)
+            w_h = w.reshape(*w.shape, *([1] * (jtj.dim() - w.dim())))
+            jtj = torch.where(used.reshape(w_h.shape), jtj * w_h, torch.zeros_like(jtj))
+            jtr = torch.where(used, jtr * w.unsqueeze(-1), torch.zeros_like(jtr))
+        return instance_cost, r, j, jtj, jtr
 
     def _instance_cost(self, cost: Cost, r: Tensor) -> Tensor:
         s = (r * r).sum(-1)
@@ -233,7 +219,7 @@ class Problem:
                               ("normal-equation block Jᵀr", jtr)]
                     size = jtj.detach().abs().flatten(2).amax(-1).expand(batch, cost.num)
                 else:
-                    r = self._whitened_residual(cost, gathered).expand(batch, cost.num, -1)
+                    r = cost.whitened_residual(gathered).expand(batch, cost.num, -1)
                     instance_cost = self._instance_cost(cost, r)
                     checks = [("residual", r), ("cost ½ρ(‖r‖²) (r·r overflows)", instance_cost.unsqueeze(-1))]
                     size = instance_cost.detach().abs()
@@ -266,34 +252,6 @@ class Problem:
             if table.offset <= column < table.offset + table.num_free * table.dim:
                 return f"{variable.name}[{int(table.free[(column - table.offset) // table.dim])}]"
         return f"column {column}"
-
-
-def _retract(value: LieGroup, step: Tensor) -> LieGroup:
-    """``value.retract(step)``, by the fused kernel for SE(3) in float64 on the CPU without autograd."""
-    if type(value) is not SE3 or not kernel_inputs_ok(value.data, step):
-        return value.retract(step)
-    from . import _se3_kernels  # imported on first use: numba takes ~0.2 s to import
-
-    # (np.broadcast_shapes: torch.broadcast_shapes imports sympy, 0.5 s, on its first call)
-    shape = np.broadcast_shapes(tuple(value.data.shape[:-1]), tuple(step.shape[:-1]))
-    x = value.data.expand(*shape, 7).reshape(-1, 7).contiguous()
-    out = torch.empty_like(x)
-    _se3_kernels.retract(x.numpy(), step.expand(*shape, 6).reshape(-1, 6).contiguous().numpy(), out.numpy())
-    return SE3._wrap(out.reshape(*shape, 7))
-
-
-def _whitened(cost: Cost, r: Tensor) -> Tensor:
-    return cost.weight.whiten(r) if cost.weight is not None else r
-
-
-def _whitened_jacobian(cost: Cost, j: Tensor) -> Tensor:
-    return cost.weight.whiten_jacobian(j) if cost.weight is not None else j
-
-
-def _safe_sqrt(w: Tensor) -> Tensor:
-    """``√w`` for ``w >= 0`` with a zero (not infinite) gradient where ``w = 0`` (Tukey's tails)."""
-    positive = w > 0
-    return torch.where(positive, torch.where(positive, w, torch.ones_like(w)).sqrt(), torch.zeros_like(w))
 
 
 def _instance_error(cost: Cost, quantity: str, b: int, e: int, batch: int, detail: str = "") -> NonFiniteError:

@@ -1,4 +1,4 @@
-"""The fused SE(3) kernels (``slam._se3_kernels``) against the torch path they replace: between
+"""The fused SE(3) kernels (``slam._se3_kernels``, ``liegeo._se3_kernels``) against the torch path they replace: between
 residuals, normal-equation blocks (plain, robust, batched) and the retraction, on random poses whose
 relative errors include near-identity and near-π rotations."""
 
@@ -13,7 +13,7 @@ import slam
 from liegeo import SE3
 from slam import _se3_kernels
 from slam.costs import Between
-from slam.problem import Problem, _retract
+from slam.problem import Problem
 from slam.robust import Huber
 from slam.weights import SqrtInformation
 
@@ -47,11 +47,11 @@ def _problem(kind: str, generator: torch.Generator, *, batch: int | None = None,
 
 
 def _torch_path(monkeypatch, fn):
+    import liegeo._se3_kernels
     import slam.costs.pose_graph
-    import slam.problem
 
     with monkeypatch.context() as m:
-        for module in (slam.costs.pose_graph, slam.problem):
+        for module in (slam.costs.pose_graph, liegeo._se3_kernels):
             m.setattr(module, "kernel_inputs_ok", lambda *tensors: False)
         return fn()
 
@@ -87,20 +87,33 @@ def test_linearization_equals_the_torch_path(kind, batch, robust, generator, mon
 def test_retract_equals_se3_retract(scale, generator):
     x = SE3.random(2, 50, generator=generator, dtype=torch.float64)
     delta = scale * torch.randn(2, 50, 6, generator=generator, dtype=torch.float64)
-    assert torch.allclose(_retract(x, delta).data, x.retract(delta).data, rtol=0, atol=1e-14)
-    assert torch.allclose(_retract(x, delta[0]).data, x.retract(delta[0]).data, rtol=0, atol=1e-14)  # broadcast
+    assert torch.allclose(x.retract_step(delta).data, x.retract(delta).data, rtol=0, atol=1e-14)
+    assert torch.allclose(x.retract_step(delta[0]).data, x.retract(delta[0]).data, rtol=0, atol=1e-14)  # broadcast
 
 
-def test_autograd_and_float32_take_the_torch_path(generator):
+def test_autograd_and_float32_take_the_torch_path(generator, monkeypatch):
+    calls = []
+    for name in ("residuals", "normal_blocks"):
+        original = getattr(_se3_kernels, name)
+        monkeypatch.setattr(_se3_kernels, name, lambda *a, _f=original, _n=name: (calls.append(_n), _f(*a))[1])
     problem, measurement = _problem("ordinary", generator)
-    assert problem.costs[0].fused_residuals(*problem._gather(problem.costs[0], problem.initial_values()),
-                                            measurement=measurement) is not None
-    z = SE3(measurement.data.clone().requires_grad_(True))
     cost = problem.costs[0]
+    gathered = problem._gather(cost, problem.initial_values())
+    fused = cost.whitened_residual(gathered), cost.linearize(gathered, 1)
+    assert calls == ["residuals", "normal_blocks"]
+    z = SE3(measurement.data.clone().requires_grad_(True))
+    torch_path = Between(*cost.variables, measurement=z, weight=cost.weight)
     with torch.enable_grad():
-        assert cost.fused_residuals(*problem._gather(cost, problem.initial_values()), measurement=z) is None
+        reference = torch_path.whitened_residual(gathered), torch_path.linearize(gathered, 1)
+    assert calls == ["residuals", "normal_blocks"]  # the kernel did not run for inputs that need autograd
+    assert reference[0].requires_grad and reference[1].jtr.requires_grad
+    torch.testing.assert_close(fused[0], reference[0].detach(), rtol=1e-12, atol=1e-12)
+    for a, b in zip(fused[1][1:], reference[1][1:]):  # J, JᵀJ (packed against full), Jᵀr
+        if a.shape != b.shape:
+            b = b.flatten(-2)[..., torch.tril_indices(12, 12)[0] * 12 + torch.tril_indices(12, 12)[1]]
+        torch.testing.assert_close(a, b.detach(), rtol=1e-10, atol=1e-10)
     x = SE3.random(4, generator=generator)
-    assert torch.equal(_retract(x, torch.zeros(4, 6)).data, x.retract(torch.zeros(4, 6)).data)
+    assert torch.equal(x.retract_step(torch.zeros(4, 6)).data, x.retract(torch.zeros(4, 6)).data)
 
 
 def test_gradients_flow_through_a_solve_that_uses_the_kernels_elsewhere(generator):

@@ -19,23 +19,43 @@ Jacobians come from autograd through ``retract`` at zero (right perturbations,
 as in ``liegeo.conventions``) unless the cost provides them: override
 ``residual_and_jacobians`` (or pass ``jacobians=`` to the decorator) to return
 ``(r, [J_1, ..., J_k])`` with ``J_i: (B, E, m, tangent_dim_i)``.
+
+A fast path (a fused kernel) belongs to its cost: the cost's module overrides ``whitened_residual``
+and ``linearize`` for the inputs its kernel takes (``kernel_inputs_ok``) and calls ``super()`` for
+the rest (see ``pose_graph.Between``); nothing outside that module changes.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
 from liegeo import LieGroup
+from liegeo._kernels import kernel_inputs_ok  # noqa: F401  (the cost modules' rule for their kernels)
 
 from ..robust import RobustLoss
 from ..variables import VariableRef
 from ..weights import Weight
 
 JacobianMode = Literal["auto", "reverse", "forward"]
+
+
+class Linearization(NamedTuple):
+    """One cost's E instances linearized, whitened, before any robust loss (B: the problem's batch,
+    m: residual size, D: the sum of the arguments' tangent dimensions)."""
+
+    r: Tensor
+    """``(B, E, m)`` whitened residuals."""
+    j: Tensor
+    """``(B, E, m, D)`` whitened Jacobians, the arguments' columns side by side."""
+    jtj: Tensor
+    """``JᵀJ``: ``(B, E, D, D)``, or its lower triangle packed row by row (``torch.tril_indices``
+    order) as ``(B, E, D(D+1)/2)``."""
+    jtr: Tensor
+    """``Jᵀr``: ``(B, E, D)``."""
 
 
 class Cost:
@@ -85,19 +105,37 @@ class Cost:
         """Residuals and analytic Jacobians; by default, autograd through ``retract``."""
         return autodiff_jacobians(self.residual, values, data, self.jacobian_mode)
 
-    def fused_residuals(self, *values: LieGroup, **data: Any) -> Tensor | None:
-        """Optional fast path: whitened residuals ``(B, E, m)`` from a fused kernel, or None (the
-        default) to use ``residual`` and the weight.  Only called where nothing needs autograd."""
-        return None
+    def whitened_residual(self, values: Sequence[LieGroup]) -> Tensor:
+        """``W r``: whitened residuals ``(B, E, m)`` at ``values`` (one ``(B, E)`` batch per argument),
+        before any robust loss.
 
-    def fused_normal_blocks(
-        self, *values: LieGroup, scale: Tensor | None = None, **data: Any
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
-        """Optional fast path: whitened residuals ``r: (B, E, m)``, Jacobian ``J: (B, E, m, D)``,
-        ``JᵀJ`` (``(B, E, D, D)``, or its lower triangle packed row by row as ``(B, E, D(D+1)/2)``)
-        and ``Jᵀr: (B, E, D)``, the first two multiplied by ``scale: (B, E)``
-        when given (robust reweighting), or None (the default) to use ``residual_and_jacobians``."""
-        return None
+        A cost with a fast path (a fused kernel) overrides this and ``linearize`` in its own module,
+        takes the inputs its kernel handles and hands the rest to ``super()``; the problem only ever
+        calls these two methods.
+        """
+        r = self.residual(*values, **self.data)
+        return self.weight.whiten(r) if self.weight is not None else r
+
+    def linearize(self, values: Sequence[LieGroup], batch_size: int) -> Linearization:
+        """The instances' whitened residuals and Jacobians and their normal-equation blocks at
+        ``values``, before any robust loss (the problem applies it, once, for every cost).
+
+        ``batch_size`` is the problem's B; instances that do not depend on the batch are expanded
+        to it.  See ``Linearization`` for the shapes.
+        """
+        r, jacobians = self.residual_and_jacobians(*values, **self.data)
+        r = r.expand(batch_size, self.num, r.shape[-1])
+        weight = self.weight
+        if weight is not None:
+            r = weight.whiten(r)
+        parts = [x.expand(*r.shape, x.shape[-1]) for x in jacobians]
+        j = torch.cat([weight.whiten_jacobian(x) for x in parts] if weight is not None else parts, dim=-1)
+        jt = j.mT
+        return Linearization(r, j, jt @ j, (jt @ r.unsqueeze(-1)).squeeze(-1))
+
+    def prepare(self) -> None:
+        """Load what this cost's fast path needs (compiled kernels), so that a timed solve does not
+        pay it (``Problem.prepare``); nothing by default."""
 
     @property
     def has_analytic_jacobians(self) -> bool:
@@ -135,20 +173,6 @@ def residual(
         return cls
 
     return make(fn) if fn is not None else make
-
-
-def kernel_inputs_ok(*tensors: Tensor) -> bool:
-    """Whether a fused CPU kernel (numba) may take these tensors: all on the CPU, float64, and none
-    that autograd has to see (kernels are not differentiable; the torch path is used instead)."""
-    if any(t.device.type != "cpu" or t.dtype != torch.float64 for t in tensors):
-        return False
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return False
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def autodiff_jacobians(

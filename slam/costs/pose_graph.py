@@ -8,13 +8,15 @@ when the cost is created.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
 
 from liegeo import SE3, LieGroup
 
 from ..weights import SqrtInformation
-from .base import kernel_inputs_ok, residual
+from .base import Linearization, kernel_inputs_ok, residual
 
 
 def _kernels():
@@ -70,33 +72,42 @@ class Between(residual(_between, jacobians=_between_jacobians)):
     def _edges(x: LieGroup, batch: int) -> Tensor:
         return x.data.expand(batch, -1, 7).contiguous()
 
-    def fused_residuals(self, x_i: LieGroup, x_j: LieGroup, *, measurement: LieGroup) -> Tensor | None:
+    def prepare(self) -> None:
+        measurement = self.data["measurement"]
+        if type(measurement) is SE3 and kernel_inputs_ok(measurement.data):
+            _kernels().warm_up()
+
+    def whitened_residual(self, values: Sequence[LieGroup]) -> Tensor:
+        x_i, x_j = values
+        measurement = self.data["measurement"]
         sqrt_info = self._sqrt_information(x_i, x_j, measurement)
         if sqrt_info is None:
-            return None
+            return super().whitened_residual(values)
         batch = max(x_i.data.reshape(-1, self.num, 7).shape[0], x_j.data.reshape(-1, self.num, 7).shape[0])
         out = torch.empty(batch, self.num, 6, dtype=torch.float64)
         _kernels().residuals(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
-                         measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
-                         sqrt_info.contiguous().numpy(), out.numpy())
+                             measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
+                             sqrt_info.contiguous().numpy(), out.numpy())
         return out
 
-    def fused_normal_blocks(self, x_i: LieGroup, x_j: LieGroup, *, measurement: LieGroup,
-                            scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    def linearize(self, values: Sequence[LieGroup], batch_size: int) -> Linearization:
+        x_i, x_j = values
+        measurement = self.data["measurement"]
         sqrt_info = self._sqrt_information(x_i, x_j, measurement)
         if sqrt_info is None:
-            return None
+            return super().linearize(values, batch_size)
         batch = max(x_i.data.reshape(-1, self.num, 7).shape[0], x_j.data.reshape(-1, self.num, 7).shape[0])
-        scale = torch.ones(1, self.num, dtype=torch.float64) if scale is None else scale.reshape(-1, self.num)
         rw = torch.empty(batch, self.num, 6, dtype=torch.float64)
         jw = torch.empty(batch, self.num, 6, 12, dtype=torch.float64)
         h = torch.empty(batch, self.num, 78, dtype=torch.float64)
         g = torch.empty(batch, self.num, 12, dtype=torch.float64)
         _kernels().normal_blocks(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
-                             measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
-                             sqrt_info.contiguous().numpy(), scale.to(torch.float64).contiguous().numpy(),
-                             rw.numpy(), jw.numpy(), h.numpy(), g.numpy())
-        return rw, jw, h, g
+                                 measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
+                                 sqrt_info.contiguous().numpy(), torch.ones(1, self.num, dtype=torch.float64).numpy(),
+                                 rw.numpy(), jw.numpy(), h.numpy(), g.numpy())
+        return Linearization(rw, jw, h, g)
+
+
 
 Prior = residual(_prior, jacobians=_prior_jacobians)
 Prior.__name__ = Prior.__qualname__ = "Prior"

@@ -16,12 +16,14 @@ them fixed in their ``Variable``.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
 
-from liegeo import SE3, Euclidean
+from liegeo import SE3, Euclidean, LieGroup
 
-from .base import kernel_inputs_ok, residual
+from .base import Linearization, kernel_inputs_ok, residual
 
 
 def bal_project(camera_points: Tensor, intrinsics: Tensor) -> Tensor:
@@ -80,10 +82,17 @@ class BALReprojection(residual(_reprojection, jacobians=_reprojection_jacobians)
                 point.data.expand(batch, self.num, 3).contiguous().numpy(),
                 observation.reshape(-1, self.num, 2).contiguous().numpy())
 
-    def fused_residuals(self, pose: SE3, intrinsics: Euclidean, point: Euclidean, *,
-                        observation: Tensor) -> Tensor | None:
+    def prepare(self) -> None:
+        if self.weight is None and kernel_inputs_ok(self.data["observation"]):
+            from .. import _bal_kernels
+
+            _bal_kernels.warm_up()
+
+    def whitened_residual(self, values: Sequence[LieGroup]) -> Tensor:
+        pose, intrinsics, point = values
+        observation = self.data["observation"]
         if not self._fusable(pose, intrinsics, point, observation):
-            return None
+            return super().whitened_residual(values)
         from .. import _bal_kernels
 
         batch, *arrays = self._arrays(pose, intrinsics, point, observation)
@@ -91,21 +100,21 @@ class BALReprojection(residual(_reprojection, jacobians=_reprojection_jacobians)
         _bal_kernels.residuals(*arrays, out.numpy())
         return out
 
-    def fused_normal_blocks(self, pose: SE3, intrinsics: Euclidean, point: Euclidean, *, observation: Tensor,
-                            scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    def linearize(self, values: Sequence[LieGroup], batch_size: int) -> Linearization:
+        pose, intrinsics, point = values
+        observation = self.data["observation"]
         if not self._fusable(pose, intrinsics, point, observation):
-            return None
+            return super().linearize(values, batch_size)
         from .. import _bal_kernels
 
         batch, *arrays = self._arrays(pose, intrinsics, point, observation)
-        scale = torch.ones(1, self.num, dtype=torch.float64) if scale is None else scale.reshape(-1, self.num)
         r = torch.empty(batch, self.num, 2, dtype=torch.float64)
         j = torch.empty(batch, self.num, 2, 12, dtype=torch.float64)
         h = torch.empty(batch, self.num, 78, dtype=torch.float64)
         g = torch.empty(batch, self.num, 12, dtype=torch.float64)
-        _bal_kernels.normal_blocks(*arrays, scale.to(torch.float64).contiguous().numpy(), r.numpy(), j.numpy(),
-                                   h.numpy(), g.numpy())
-        return r, j, h, g
+        ones = torch.ones(1, self.num, dtype=torch.float64)
+        _bal_kernels.normal_blocks(*arrays, ones.numpy(), r.numpy(), j.numpy(), h.numpy(), g.numpy())
+        return Linearization(r, j, h, g)
 
 
 def pinhole_project(camera_points: Tensor, intrinsics: Tensor) -> Tensor:
