@@ -87,7 +87,8 @@ class Problem:
 
     @property
     def structure(self) -> Structure:
-        """The sparsity analysis, shared by every problem of the same shape."""
+        """The sparsity analysis, shared by every problem of the same shape (with this problem's own
+        linear-solver state: ``Structure.for_problem``)."""
         if self._structure is None:
             tables = [(v.num, v.tangent_dim, v.fixed) for v in self.variables]
             costs = [[(self.position(r.variable), r.index) for r in c.variables] for c in self.costs]
@@ -96,7 +97,7 @@ class Problem:
                 if len(_STRUCTURES) >= _STRUCTURE_CACHE_SIZE:
                     _STRUCTURES.pop(next(iter(_STRUCTURES)))
                 _STRUCTURES[key] = analyze(tables, costs)
-            self._structure = _STRUCTURES[key]
+            self._structure = _STRUCTURES[key].for_problem()
         return self._structure
 
     # ------------------------------------------------------------------ values

@@ -74,7 +74,16 @@ class Structure:
     pattern: SparsePattern
     key: str
     solver_cache: dict = dataclasses.field(default_factory=dict)
-    """Per linear-solver state (e.g. symbolic factorizations), keyed by the solver."""
+    """Per linear-solver state of one problem (objects holding numeric factors, Schur layouts with
+    their reduced factor), keyed by the solver: never shared between problems (``for_problem``)."""
+    shared_cache: dict = dataclasses.field(default_factory=dict)
+    """Stateless analyses that depend on the shape only (symbolic factorizations, block positions),
+    shared by every problem of this structure."""
+
+    def for_problem(self) -> Structure:
+        """This analysis with a fresh ``solver_cache`` (the same ``shared_cache``): what one problem
+        owns, so that two problems of one shape never share a stateful factor."""
+        return dataclasses.replace(self, solver_cache={})
 
     @property
     def nnz(self) -> int:

@@ -6,7 +6,8 @@ The optimizers hand a solver the values of ``H`` (lower triangle, in the
 and ``b`` (so unrolled optimization can backpropagate through it), and that the
 implicit backward pass reuses for its own solves.  A solver keeps whatever it
 can reuse across iterations (orderings, symbolic factorizations) in
-``structure.solver_cache``.
+``structure.shared_cache`` (stateless, per shape) and its stateful objects in ``structure.solver_cache``
+(per problem).
 """
 
 from __future__ import annotations

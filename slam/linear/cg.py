@@ -157,6 +157,6 @@ class ConjugateGradient(LinearSolver):
 
     def factorize(self, structure: Structure, values: Tensor) -> CGFactorization:
         key = ("cg-blocks",)
-        if key not in structure.solver_cache:
-            structure.solver_cache[key] = _block_positions(structure)
-        return CGFactorization(structure, values, structure.solver_cache[key], self.max_iterations, self.tolerance)
+        if key not in structure.shared_cache:  # positions only: shared by problems of one shape
+            structure.shared_cache[key] = _block_positions(structure)
+        return CGFactorization(structure, values, structure.shared_cache[key], self.max_iterations, self.tolerance)

@@ -33,5 +33,6 @@ class SparseCholesky(LinearSolver):
     def factorize(self, structure: Structure, values: Tensor) -> SparseFactorization:
         key = ("sparse-cholesky", self.backend)
         if key not in structure.solver_cache:
-            structure.solver_cache[key] = BatchedSparseCholesky(structure.pattern, backend=self.backend)
+            structure.solver_cache[key] = BatchedSparseCholesky(structure.pattern, backend=self.backend,
+                                                                symbolic_cache=structure.shared_cache)
         return SparseFactorization(structure.solver_cache[key], values)

@@ -136,7 +136,9 @@ class BatchedSparseCholesky:
         ``"auto"``: ``"cholmod"`` where scikit-sparse imports, else ``"scipy"``.
     """
 
-    def __init__(self, pattern: SparsePattern, backend: str = "auto"):
+    def __init__(self, pattern: SparsePattern, backend: str = "auto", *, symbolic_cache: dict | None = None):
+        """``symbolic_cache``: where the symbolic analysis is kept for other factorizers of the same
+        pattern (it is only ever copied from, never factorized in place); none: this one's own."""
         if backend == "auto":
             backend = "cholmod" if _cholmod() is not None else "scipy"
         if backend == "cholmod" and _cholmod() is None:
@@ -145,6 +147,7 @@ class BatchedSparseCholesky:
             raise ValueError(f"unknown backend {backend!r}")
         self.pattern, self.backend = pattern, backend
         self._symbolic: Any = None
+        self._symbolic_cache = {} if symbolic_cache is None else symbolic_cache
         self._numeric: _Numeric | None = None
         self._spare: list[Any] = []
         # id(values tensor) -> (weak reference to it, its factorization), so that sparse_solve finds the
@@ -219,8 +222,11 @@ class BatchedSparseCholesky:
         cholmod = _cholmod()
         self._matrix.data = data  # CHOLMOD reads only this (lower) triangle
         if self._symbolic is None:
-            self._symbolic = cholmod.analyze(self._matrix, mode="supernodal",
-                                             use_long=self.pattern.indices.dtype == np.int64)
+            key = ("cholmod-symbolic", self.pattern.n, self.pattern.nnz)
+            if key not in self._symbolic_cache:
+                self._symbolic_cache[key] = cholmod.analyze(self._matrix, mode="supernodal",
+                                                            use_long=self.pattern.indices.dtype == np.int64)
+            self._symbolic = self._symbolic_cache[key]
         factor = self._spare.pop() if self._spare else self._symbolic.copy()
         try:
             factor.cholesky_inplace(self._matrix)
