@@ -45,3 +45,29 @@ def test_alternating_solves_equal_solves_alone(solver):
     for (solution_alone, grad_alone), (_, solution), w in zip(alone, runs, weights):
         torch.testing.assert_close(solution.data.detach(), solution_alone, rtol=0, atol=1e-12)
         torch.testing.assert_close(w.grad, grad_alone, rtol=1e-9, atol=1e-12)
+
+
+def test_auto_without_cholmod_takes_superlu_and_says_so(monkeypatch, caplog):
+    import importlib
+    import logging
+
+    from slam.linear.sparse import SparseCholesky
+
+    solve_module = importlib.import_module("slam.optim.solve")  # (slam.optim.solve is also the function)
+
+    graph = _graph(3)
+    problem, _ = graph.problem()
+    monkeypatch.setattr(solve_module, "_have_cholmod", lambda: False)
+    monkeypatch.setattr("slam.linear.sparse_cholesky._cholmod", lambda: None)
+    solve_module._log_choice_once.cache_clear()
+    with caplog.at_level(logging.INFO, logger="slam"):
+        solver = solve_module.make_linear_solver("auto", problem)
+        again = solve_module.make_linear_solver("auto", problem)
+    assert isinstance(solver, SparseCholesky) and isinstance(again, SparseCholesky)  # never PCG on the CPU
+    assert [r.getMessage() for r in caplog.records].count(
+        next(r.getMessage() for r in caplog.records if "SuperLU" in r.getMessage())) == 1  # logged once
+    result = slam.solve(problem, slam.LevenbergMarquardt(linear_solver=solver))
+    reference = slam.solve(graph.problem()[0], slam.LevenbergMarquardt(linear_solver="dense"))
+    torch.testing.assert_close(result.cost, reference.cost, rtol=1e-9, atol=1e-12)
+    assert solver.factorize(problem.structure, problem.linearize(problem.initial_values())[0]).ok.all()
+    assert next(iter(problem.structure.solver_cache.values())).backend == "scipy"

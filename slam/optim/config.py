@@ -28,9 +28,10 @@ class _Common:
     cost_tolerance: float = 0.0
     """Converged when the cost is at most this."""
     linear_solver: SolverChoice = "auto"
-    """``"dense"`` (batched Cholesky), ``"cholmod"`` (sparse, CPU), ``"cg"`` (PCG, any device), a
-    ``LinearSolver`` instance, or ``"auto"``: on the CPU with CHOLMOD, dense up to 100 free dimensions
-    and CHOLMOD above; elsewhere dense up to 1,000 and PCG above."""
+    """``"dense"`` (batched Cholesky), ``"cholmod"`` (sparse direct, CPU: CHOLMOD, or SciPy's SuperLU
+    where scikit-sparse is missing), ``"cg"`` (PCG, any device), a ``LinearSolver`` instance, or
+    ``"auto"``: on the CPU dense up to 100 free dimensions and sparse direct above (one log line says
+    when it is SuperLU); elsewhere dense up to 1,000 and PCG above (logged once)."""
     progress: bool = False
     """Show a progress bar (tqdm) besides the per-iteration log lines."""
 

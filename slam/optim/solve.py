@@ -28,6 +28,7 @@ Failures are never reported as convergence:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from typing import Any, Iterator
@@ -63,11 +64,26 @@ def make_linear_solver(choice: Any, problem: Problem) -> LinearSolver:
     if choice == "auto":
         # Measured (benchmarks/solver.py, SE(3) grids): CHOLMOD equals dense Cholesky at 90 free
         # dimensions and is 6x faster at 594; dense stays the choice off the CPU up to 1,000.
-        cholmod = problem.device.type == "cpu" and _have_cholmod()
-        if problem.structure.n <= (100 if cholmod else 1000):
+        cpu = problem.device.type == "cpu"
+        if problem.structure.n <= (100 if cpu else 1000):
             return DenseCholesky()
-        return SparseCholesky() if cholmod else ConjugateGradient()
+        if not cpu:
+            _log_choice_once("the sparse system is not on the CPU: preconditioned conjugate gradients on "
+                             f"{problem.device} (a direct sparse factorization would run on the CPU)")
+            return ConjugateGradient()
+        if not _have_cholmod():
+            # SciPy's SuperLU with symmetric pivots, not PCG: sphere2500 (15k unknowns) takes 1.65x
+            # CHOLMOD's time with it and ~500x with PCG (measured, 1 thread; issue 15).
+            _log_choice_once("CHOLMOD (scikit-sparse) is not installed: sparse systems are factorized by SciPy's "
+                             "SuperLU (~1.7x CHOLMOD's time on sphere2500; pip install scikit-sparse for CHOLMOD)")
+        return SparseCholesky()
     return {"dense": DenseCholesky, "cholmod": SparseCholesky, "cg": ConjugateGradient}[choice]()
+
+
+@functools.cache
+def _log_choice_once(message: str) -> None:
+    """One log line per distinct choice per process (a training loop solves thousands of times)."""
+    log.info("linear solver: %s", message)
 
 
 def _have_cholmod() -> bool:
