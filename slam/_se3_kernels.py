@@ -12,7 +12,7 @@ points of ``liegeo._math``):
 
 with ``L`` the sqrt-information matrix (any 6 x 6, not only triangular) and ``s`` a per-edge scale (ones: the
 problem applies robust losses to the blocks).  It runs
-only where nothing needs autograd, on CPU float64 tensors; ``tests/test_fused_between.py`` checks it
+only where nothing needs autograd, on CPU float64 tensors; ``tests/test_fused_kernels.py`` checks it
 against the torch path, including near-identity and near-π relative rotations.  The retraction
 ``X · Exp(δ)`` has its kernel with the group (``liegeo._se3_kernels``, ``SE3.retract_step``), as do
 the primitives (series, quaternion product) shared with it.

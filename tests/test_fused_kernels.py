@@ -1,4 +1,4 @@
-"""The fused SE(3) kernels (``slam._se3_kernels``, ``liegeo._se3_kernels``) against the torch path they replace: between
+"""The fused SE(3) and SE(2) kernels (``slam._se3_kernels``, ``slam._se2_kernels``, ``liegeo._se3_kernels``) against the torch path they replace: between
 residuals, normal-equation blocks (plain, robust, batched) and the retraction, on random poses whose
 relative errors include near-identity and near-π rotations."""
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import slam
-from liegeo import SE3
+from liegeo import SE2, SE3
 from slam import _se3_kernels
 from slam.costs import Between
 from slam.problem import Problem
@@ -159,3 +159,117 @@ def test_bal_reprojection_linearization_equals_the_torch_path(robust, batch, mon
     for a, b in zip(fused, reference):
         assert torch.allclose(a, b, rtol=1e-11, atol=1e-11 * float(b.abs().max())), float((a - b).abs().max())
     assert torch.allclose(problem.cost(values), reference_cost, rtol=1e-12)
+
+
+# SE(2): the kernels of ``slam._se2_kernels`` against the torch path on liegeo.SE2.
+
+def _se2_errors(kind: str, e: int, generator: torch.Generator) -> torch.Tensor:
+    """Tangent errors ``(e, 3)`` whose angles are tiny, small, ordinary, or within 1e-7 of ±π."""
+    xi = torch.randn(e, 3, generator=generator, dtype=torch.float64)
+    sign = torch.where(xi[:, 2] < 0, -1.0, 1.0).to(torch.float64)
+    angle = {"identity": 1e-9, "small": 1e-3, "ordinary": 1.0, "pi": math.pi - 1e-7}[kind]
+    xi[:, 2] = angle * sign if kind != "ordinary" else xi[:, 2].clamp(-3.0, 3.0)
+    if kind == "identity":
+        xi[:, :2] *= 1e-9
+    return xi
+
+
+def _se2_problem(kind: str, generator: torch.Generator, *, batch: int | None = None, loss=None):
+    n, e = 12, 30
+    poses = SE2.random(*((batch,) if batch else ()), n, generator=generator, dtype=torch.float64)
+    i = torch.randint(0, n, (e,), generator=generator)
+    j = (i + 1 + torch.randint(0, n - 1, (e,), generator=generator)) % n
+    xi, xj = poses[..., i], poses[..., j]
+    errors = _se2_errors(kind, e, generator)
+    measurement = xi.between(xj).retract(-errors)  # Log(Z⁻¹ D) = ξ
+    a = torch.randn(e, 3, 3, generator=generator, dtype=torch.float64)
+    weight = SqrtInformation(a + 3.0 * torch.eye(3, dtype=torch.float64))  # full, not triangular
+    variable = slam.Variable(poses, fixed=[0])
+    cost = Between(variable[i], variable[j], measurement=measurement, weight=weight, loss=loss)
+    return Problem([cost]), errors
+
+
+def _counting(monkeypatch, module, names=("residuals", "normal_blocks")):
+    calls = []
+    for name in names:
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name: (calls.append(_n), _f(*a))[1])
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["identity", "small", "ordinary", "pi"])
+@pytest.mark.parametrize("batch", [None, 3])
+def test_se2_linearization_parts_equal_the_torch_path(kind, batch, generator, monkeypatch):
+    from slam import _se2_kernels
+
+    problem, errors = _se2_problem(kind, generator, batch=batch)
+    cost = problem.costs[0]
+    values = problem.initial_values()
+    gathered = problem._gather(cost, values)
+    calls = _counting(monkeypatch, _se2_kernels)
+    fused_r = cost.whitened_residual(gathered)
+    fused = cost.linearize(gathered, problem.batch_size)
+    assert calls == ["residuals", "normal_blocks"], "the fused kernel did not run"
+    reference_r = _torch_path(monkeypatch, lambda: cost.whitened_residual(gathered))
+    reference = _torch_path(monkeypatch, lambda: cost.linearize(gathered, problem.batch_size))
+    assert calls == ["residuals", "normal_blocks"]
+    # the residuals really are the chosen errors (near π: the branch is tested)
+    raw = torch.linalg.solve(cost.weight.matrix, reference.r.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(raw, errors.expand_as(raw), rtol=1e-6, atol=1e-12)
+    assert fused.r.shape == fused_r.shape == (problem.batch_size, cost.num, 3)
+    torch.testing.assert_close(fused_r, reference_r, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fused.r, reference.r, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fused.j, reference.j, rtol=1e-12, atol=1e-13)
+    rows, cols = torch.tril_indices(6, 6)
+    assert fused.jtj.shape == (problem.batch_size, cost.num, 21)
+    torch.testing.assert_close(fused.jtj, reference.jtj[..., rows, cols], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fused.jtr, reference.jtr, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["small", "ordinary", "pi"])
+@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("robust", [False, True])
+def test_se2_problem_linearization_equals_the_torch_path(kind, batch, robust, generator, monkeypatch):
+    from slam import _se2_kernels
+
+    problem, _ = _se2_problem(kind, generator, batch=batch, loss=Huber(0.5) if robust else None)
+    values = problem.initial_values()
+    calls = _counting(monkeypatch, _se2_kernels, ("normal_blocks",))
+    fused = problem.linearize(values)
+    assert calls, "the fused kernel did not run"
+    reference = _torch_path(monkeypatch, lambda: problem.linearize(values))
+    (h, g, f), (h_ref, g_ref, f_ref) = fused, reference
+    jacobian_scale = float(h_ref.abs().max()) ** 0.5
+    assert torch.allclose(h, h_ref, rtol=0, atol=1e-12 * jacobian_scale**2), float((h - h_ref).abs().max())
+    assert torch.allclose(g, g_ref, rtol=1e-11, atol=1e-13 * jacobian_scale), float((g - g_ref).abs().max())
+    assert torch.allclose(f, f_ref, rtol=1e-12, atol=1e-20)
+    assert torch.allclose(problem.cost(values), _torch_path(monkeypatch, lambda: problem.cost(values)),
+                          rtol=1e-12, atol=1e-20)
+
+
+def test_se2_autograd_and_float32_take_the_torch_path(generator, monkeypatch):
+    from slam import _se2_kernels
+
+    calls = _counting(monkeypatch, _se2_kernels)
+    problem, _ = _se2_problem("ordinary", generator)
+    cost = problem.costs[0]
+    gathered = problem._gather(cost, problem.initial_values())
+    fused = cost.whitened_residual(gathered), cost.linearize(gathered, 1)
+    assert calls == ["residuals", "normal_blocks"]
+    measurement = cost.data["measurement"]
+    z = SE2(measurement.data.clone().requires_grad_(True))
+    torch_path = Between(*cost.variables, measurement=z, weight=cost.weight)
+    with torch.enable_grad():
+        reference = torch_path.whitened_residual(gathered), torch_path.linearize(gathered, 1)
+    assert calls == ["residuals", "normal_blocks"]  # the kernel did not run for inputs that need autograd
+    assert reference[0].requires_grad and reference[1].jtr.requires_grad
+    torch.testing.assert_close(fused[0], reference[0].detach(), rtol=1e-12, atol=1e-12)
+    rows, cols = torch.tril_indices(6, 6)
+    torch.testing.assert_close(fused[1].j, reference[1].j.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fused[1].jtj, reference[1].jtj.detach()[..., rows, cols], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fused[1].jtr, reference[1].jtr.detach(), rtol=1e-12, atol=1e-12)
+    single = [SE2(x.data.float()) for x in gathered]
+    float32 = Between(*cost.variables, measurement=SE2(measurement.data.float()),
+                      weight=SqrtInformation(cost.weight.matrix.float()))
+    assert float32.linearize(single, 1).r.dtype == torch.float32
+    assert calls == ["residuals", "normal_blocks"]

@@ -13,16 +13,25 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from liegeo import SE3, LieGroup
+from liegeo import SE2, SE3, LieGroup
 
 from ..weights import SqrtInformation
 from .base import Linearization, kernel_inputs_ok, residual
 
 
-def _kernels():
-    from .. import _se3_kernels  # imported on first use: numba takes ~0.2 s to import
+def _kernels(group: type = SE3):
+    # imported on first use: numba takes ~0.2 s to import
+    if group is SE2:
+        from .. import _se2_kernels
+
+        return _se2_kernels
+    from .. import _se3_kernels
 
     return _se3_kernels
+
+
+_FUSED = (SE2, SE3)
+"""The groups whose between edges have a fused kernel (``_se2_kernels``, ``_se3_kernels``)."""
 
 
 def _between(x_i: LieGroup, x_j: LieGroup, *, measurement: LieGroup) -> Tensor:
@@ -50,16 +59,19 @@ def _prior_jacobians(x: LieGroup, *, measurement: LieGroup) -> tuple[Tensor, lis
 class Between(residual(_between, jacobians=_between_jacobians)):
     """``Log(Z⁻¹ X_i⁻¹ X_j)``: ``Between(poses[i], poses[j], measurement=Z, weight=..., loss=...)``.
 
-    SE(3) edges in float64 on the CPU with a ``SqrtInformation`` weight (or none) run the fused
-    kernel of ``_se3_kernels`` where nothing needs autograd; everything else the torch path.
+    SE(2) and SE(3) edges in float64 on the CPU with a ``SqrtInformation`` weight (or none) run the
+    fused kernel of ``_se2_kernels`` / ``_se3_kernels`` where nothing needs autograd; everything else
+    the torch path.
     """
 
     def _sqrt_information(self, x_i: LieGroup, x_j: LieGroup, measurement: LieGroup) -> Tensor | None:
-        """``(Bl, E, 6, 6)`` float64 when the fused kernel applies, else None."""
-        if not (type(x_i) is SE3 and type(x_j) is SE3 and type(measurement) is SE3):
+        """``(Bl, E, n, n)`` float64 (``n`` the tangent size) when the fused kernel applies, else None."""
+        group = type(measurement)
+        if not (group in _FUSED and type(x_i) is group and type(x_j) is group):
             return None
+        n = group.tangent_dim
         if self.weight is None:
-            matrix = torch.eye(6, dtype=torch.float64).expand(1, x_i.shape[-1], 6, 6)
+            matrix = torch.eye(n, dtype=torch.float64).expand(1, x_i.shape[-1], n, n)
         elif isinstance(self.weight, SqrtInformation):
             matrix = self.weight.matrix
         else:
@@ -70,12 +82,16 @@ class Between(residual(_between, jacobians=_between_jacobians)):
 
     @staticmethod
     def _edges(x: LieGroup, batch: int) -> Tensor:
-        return x.data.expand(batch, -1, 7).contiguous()
+        return x.data.expand(batch, -1, x.param_dim).contiguous()
+
+    def _batch(self, x_i: LieGroup, x_j: LieGroup) -> int:
+        return max(x_i.data.reshape(-1, self.num, x_i.param_dim).shape[0],
+                   x_j.data.reshape(-1, self.num, x_j.param_dim).shape[0])
 
     def prepare(self) -> None:
         measurement = self.data["measurement"]
-        if type(measurement) is SE3 and kernel_inputs_ok(measurement.data):
-            _kernels().warm_up()
+        if type(measurement) in _FUSED and kernel_inputs_ok(measurement.data):
+            _kernels(type(measurement)).warm_up()
 
     def whitened_residual(self, values: Sequence[LieGroup]) -> Tensor:
         x_i, x_j = values
@@ -83,11 +99,11 @@ class Between(residual(_between, jacobians=_between_jacobians)):
         sqrt_info = self._sqrt_information(x_i, x_j, measurement)
         if sqrt_info is None:
             return super().whitened_residual(values)
-        batch = max(x_i.data.reshape(-1, self.num, 7).shape[0], x_j.data.reshape(-1, self.num, 7).shape[0])
-        out = torch.empty(batch, self.num, 6, dtype=torch.float64)
-        _kernels().residuals(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
-                             measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
-                             sqrt_info.contiguous().numpy(), out.numpy())
+        group, batch = type(measurement), self._batch(x_i, x_j)
+        out = torch.empty(batch, self.num, group.tangent_dim, dtype=torch.float64)
+        _kernels(group).residuals(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
+                                  measurement.data.reshape(-1, self.num, group.param_dim).contiguous().numpy(),
+                                  sqrt_info.contiguous().numpy(), out.numpy())
         return out
 
     def linearize(self, values: Sequence[LieGroup], batch_size: int) -> Linearization:
@@ -96,15 +112,17 @@ class Between(residual(_between, jacobians=_between_jacobians)):
         sqrt_info = self._sqrt_information(x_i, x_j, measurement)
         if sqrt_info is None:
             return super().linearize(values, batch_size)
-        batch = max(x_i.data.reshape(-1, self.num, 7).shape[0], x_j.data.reshape(-1, self.num, 7).shape[0])
-        rw = torch.empty(batch, self.num, 6, dtype=torch.float64)
-        jw = torch.empty(batch, self.num, 6, 12, dtype=torch.float64)
-        h = torch.empty(batch, self.num, 78, dtype=torch.float64)
-        g = torch.empty(batch, self.num, 12, dtype=torch.float64)
-        _kernels().normal_blocks(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
-                                 measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
-                                 sqrt_info.contiguous().numpy(), torch.ones(1, self.num, dtype=torch.float64).numpy(),
-                                 rw.numpy(), jw.numpy(), h.numpy(), g.numpy())
+        group, batch = type(measurement), self._batch(x_i, x_j)
+        m, d = group.tangent_dim, 2 * group.tangent_dim
+        rw = torch.empty(batch, self.num, m, dtype=torch.float64)
+        jw = torch.empty(batch, self.num, m, d, dtype=torch.float64)
+        h = torch.empty(batch, self.num, d * (d + 1) // 2, dtype=torch.float64)
+        g = torch.empty(batch, self.num, d, dtype=torch.float64)
+        ones = torch.ones(1, self.num, dtype=torch.float64)
+        _kernels(group).normal_blocks(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
+                                      measurement.data.reshape(-1, self.num, group.param_dim).contiguous().numpy(),
+                                      sqrt_info.contiguous().numpy(), ones.numpy(),
+                                      rw.numpy(), jw.numpy(), h.numpy(), g.numpy())
         return Linearization(rw, jw, h, g)
 
 
