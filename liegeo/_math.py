@@ -13,8 +13,11 @@ Two kinds of coefficient need different thresholds:
   region keeps their autograd gradients (which do cancel, as ``eps/θ²``)
   accurate.
 * *cancelling* ones (``sinc3``, ``cos4``, ``q5``, ``jinv``) lose ``~1/θ²``..``1/θ⁴``
-  relative digits in closed form, so the series runs up to ``θ = 1`` in float64
-  and ``θ = 3`` in float32.
+  relative digits in closed form, so the series runs up to ``θ = 3`` in every
+  dtype.  At ``θ = 1`` the float64 closed forms are still 3-80 ulps off (``q5``
+  worst), at ``θ = 2.5`` up to 3; from ``θ = 3`` on they are within 2.  The series
+  are within an ulp up to π (no cancellation); ``jinv``'s (Bernoulli numbers,
+  radius ``2π``) converges slowest: 28 terms at the float64 switch.
 
 The number of terms is whatever reaches the dtype's precision at the threshold.
 Accuracy on both sides of every switch is checked against 100-digit references
@@ -59,11 +62,11 @@ class _Series:
         return _coefficient_table(self, dtype)
 
 
-_TABLES: dict[tuple[int, torch.dtype], list[float]] = {}
+_TABLES: dict[tuple[_Series, torch.dtype], list[float]] = {}
 
 
 def _coefficient_table(series: _Series, dtype: torch.dtype) -> list[float]:
-    key = (id(series), dtype)
+    key = (series, dtype)  # the object itself, not id(): an id is reused once its object is freed
     if key not in _TABLES:
         target = _PRECISION.get(dtype, _PRECISION[torch.float32]) * abs(series.kth(0))
         t, coefficients = series.threshold(dtype), [series.kth(0)]
@@ -76,7 +79,8 @@ def _coefficient_table(series: _Series, dtype: torch.dtype) -> list[float]:
 def _horner(t: Tensor, coefficients: list[float]) -> Tensor:
     out = torch.full_like(t, coefficients[-1])
     for c in reversed(coefficients[:-1]):
-        out = out * t + c
+        # c + out · t in one pass (``out * t + c`` takes two and a temporary): ~1.6x faster
+        out = torch.addcmul(out.new_full((), c), out, t)
     return out
 
 
@@ -100,7 +104,7 @@ def _series_or_exact(t: Tensor, series: _Series, exact: Callable[[Tensor], Tenso
 
 
 _BENIGN = dict(threshold64=0.1, threshold32=0.1)
-_CANCELLING = dict(threshold64=1.0, threshold32=9.0)
+_CANCELLING = dict(threshold64=9.0, threshold32=9.0)
 _COS = _Series(lambda k: (-1) ** k / math.factorial(2 * k), **_BENIGN)
 _SINC = _Series(lambda k: (-1) ** k / math.factorial(2 * k + 1), **_BENIGN)
 _COSC = _Series(lambda k: (-1) ** k / math.factorial(2 * k + 2), **_BENIGN)

@@ -22,16 +22,17 @@ REFERENCES = {  # exact expressions in θ, evaluated with 100 digits
     "jinv": lambda th: (1 - th / 2 * mpmath.cot(th / 2)) / th**2,
     "cos_sqrt": lambda th: mpmath.cos(th),
 }
+VANISHING = {"sinc", "cos_sqrt"}  # zero (or with a zero derivative) in [0, π]: one ulp absolute slack there
 THETAS = [1e-9, 1e-6, 1e-4, 1e-3, 0.01, 0.1, 0.3, 0.316, 0.317, 0.5, 0.7, 0.99, 1.0, 1.01, 1.5, 2.0, 2.5, 2.99,
           3.0, 3.01, math.pi - 1e-6, math.pi, 4.0, 6.0]  # around both series switches (θ² = 0.1, 1, 9)
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))
-@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 4e-15), (torch.float32, 4e-7)])
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 9e-16), (torch.float32, 4.8e-7)])
 def test_coefficients_against_high_precision(name, dtype, rtol):
-    """Relative accuracy near the dtype's precision on both sides of the series switch.  The
-    absolute slack of one ulp covers coefficients that vanish (``sinc`` at π): their argument
-    ``θ²`` carries one rounding already."""
+    """Relative accuracy of 4 eps (4 ulps of a value in [1, 2)) on both sides of the series switch.
+    The absolute slack of one ulp, for the coefficients that vanish only (``sinc`` at π), covers the
+    rounding their argument ``θ²`` carries already.  ``test_liegeo_series_exact.py`` checks a denser grid."""
     fn = getattr(_math, name)
     theta = torch.tensor(THETAS, dtype=torch.float64)
     got = fn((theta * theta).to(dtype)).double()
@@ -40,13 +41,16 @@ def test_coefficients_against_high_precision(name, dtype, rtol):
         expected = float(REFERENCES[name](mpmath.sqrt(mpmath.mpf(t))))
         if name == "jinv" and th >= 6.0:
             continue  # jinv is only defined below 2π
-        assert abs(value - expected) <= rtol * abs(expected) + torch.finfo(dtype).eps, (name, th, value, expected)
+        slack = torch.finfo(dtype).eps if name in VANISHING else 0.0
+        assert abs(value - expected) <= rtol * abs(expected) + slack, (name, th, value, expected)
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))
-@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-11), (torch.float32, 3e-5)])
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-13), (torch.float32, 1e-5)])
 def test_coefficient_gradients_against_high_precision(name, dtype, rtol):
-    """d/dt of each coefficient by autograd, against mpmath's derivative in t = θ²."""
+    """d/dt of each coefficient by autograd, against mpmath's derivative in t = θ².  Autograd through
+    a closed form cancels like ``eps/θ²``: just above the benign switch (θ² = 0.1) that is ~200 eps
+    for ``cosc`` (seen: 4.6e-14 in float64, 7.5e-6 in float32); everywhere else within ~15 eps."""
     fn = getattr(_math, name)
     for th in THETAS:
         if name == "jinv" and th >= 6.0:
@@ -54,7 +58,8 @@ def test_coefficient_gradients_against_high_precision(name, dtype, rtol):
         t = torch.tensor(th * th, dtype=dtype, requires_grad=True)
         (grad,) = torch.autograd.grad(fn(t), t)
         expected = float(mpmath.diff(lambda s: REFERENCES[name](mpmath.sqrt(s)), mpmath.mpf(t.item())))
-        assert abs(grad.item() - expected) <= rtol * abs(expected) + 10 * torch.finfo(dtype).eps, (name, th)
+        slack = 10 * torch.finfo(dtype).eps if name in VANISHING else 0.0
+        assert abs(grad.item() - expected) <= rtol * abs(expected) + slack, (name, th, grad.item(), expected)
 
 
 @pytest.mark.parametrize("dtype,rtol", [(torch.float64, 4e-16), (torch.float32, 2e-7)])
