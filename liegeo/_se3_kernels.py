@@ -21,7 +21,7 @@ except ImportError:  # the torch path is used instead
     numba = None
 
 from . import _math
-from ._kernels import kernel_inputs_ok
+from ._kernels import drop_stale_cache, kernel_inputs_ok
 
 __all__ = ["available", "se3_retract", "warm_up"]
 
@@ -40,6 +40,9 @@ assert _math._COS.threshold64 == _math._COSC.threshold64 == _BENIGN_T
 _CANCELLING_T = _math._JINV.threshold64
 _ATAN_T = _math._ATAN_OVER_X.threshold64
 assert _math._SINC3.threshold64 == _math._COS4.threshold64 == _math._Q5.threshold64 == _CANCELLING_T
+CONSTANTS = (_JINV, _SINC3, _COS4, _Q5, _ATAN, _SINC, _COS, _COSC, _BENIGN_T, _CANCELLING_T, _ATAN_T)
+"""Everything from ``liegeo._math`` compiled into these kernels and those that import them."""
+drop_stale_cache(__file__, CONSTANTS)
 
 
 

@@ -27,6 +27,10 @@ except ImportError:  # the torch path is used instead
     numba = None
 
 from liegeo._se3_kernels import _BENIGN_T, _CANCELLING_T, _COSC, _JINV, _SINC3, available
+from liegeo._kernels import drop_stale_cache
+from liegeo._se3_kernels import CONSTANTS
+
+drop_stale_cache(__file__, CONSTANTS)  # numba's cache does not see them change
 
 if numba is not None:
     from liegeo._se3_kernels import _horner

@@ -31,6 +31,9 @@ except ImportError:  # the torch path is used instead
 
 from liegeo import _se3_kernels as _group_kernels
 from liegeo._se3_kernels import _ATAN, _ATAN_T, available
+from liegeo._kernels import drop_stale_cache
+
+drop_stale_cache(__file__, _group_kernels.CONSTANTS)  # numba's cache does not see them change
 
 if numba is not None:  # the jitted primitives shared with the group's retraction kernel
     from liegeo._se3_kernels import _coefficients, _horner, _multiply

@@ -104,3 +104,24 @@ def test_retract_step_is_retract():
     with torch.enable_grad():  # inputs autograd must see take the torch path and keep the graph
         d = delta.clone().requires_grad_(True)
         assert x.retract_step(d).data.requires_grad
+
+
+def test_kernel_cache_is_dropped_when_its_constants_change(tmp_path):
+    from liegeo._kernels import drop_stale_cache
+
+    source = tmp_path / "kern.py"
+    source.write_text("")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    built = [cache / "kern.f-10.py311.nbi", cache / "kern.f-10.py311.1.nbc"]
+    other = cache / "other.f-3.py311.nbi"
+    for path in (*built, other):
+        path.write_text("x")
+    drop_stale_cache(str(source), (1.0, (2.0, 3.0)))  # first sight: nothing known about the build
+    assert not any(p.exists() for p in built) and other.exists()
+    for path in built:
+        path.write_text("x")
+    drop_stale_cache(str(source), (1.0, (2.0, 3.0)))  # same constants: the cache stays
+    assert all(p.exists() for p in built)
+    drop_stale_cache(str(source), (9.0, (2.0, 3.0)))  # a switch point moved: the stale build goes
+    assert not any(p.exists() for p in built) and other.exists()
