@@ -41,12 +41,15 @@ Biggs EXP6 with m = 13 (MGH print 5.65565e-3, a saddle of the full problem; LM g
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-__all__ = ["F_ZERO_ATOL", "PROBLEMS", "Problem", "by_name", "sum_of_squares"]
+__all__ = ["F_ZERO_ATOL", "NIST_STRD", "PROBLEMS", "NistStrd", "Problem", "by_name", "log_relative_error",
+           "nist_strd", "sum_of_squares"]
 
 F_ZERO_ATOL = 1e-20
 """Absolute floor on F for problems whose minimum is F = 0."""
@@ -658,3 +661,132 @@ def by_name(name: str) -> Problem:
         if p.name == name:
             return p
     raise KeyError(name)
+
+
+# --------------------------------------------------------------------------------------
+# The whole NIST StRD nonlinear regression suite, read from the .dat files
+# --------------------------------------------------------------------------------------
+# tests/data/nist_strd/*.dat are NIST's files unchanged (provenance in the README there).
+# The models below are written from each file's "Model:" block; b is (p,), x the file's
+# predictor columns as (m,) tensors.  Nelson's model is for log(y) (its certified RSS is on
+# that scale), so its response is transformed before the residual is taken.
+
+NIST_STRD_DIR = Path(__file__).resolve().parent / "data" / "nist_strd"
+
+_PI = math.pi
+
+
+def _exp_class_lanczos(b, x):
+    return b[0] * torch.exp(-b[1] * x) + b[2] * torch.exp(-b[3] * x) + b[4] * torch.exp(-b[5] * x)
+
+
+def _gauss(b, x):
+    return (b[0] * torch.exp(-b[1] * x) + b[2] * torch.exp(-((x - b[3]) ** 2) / b[4] ** 2)
+            + b[5] * torch.exp(-((x - b[6]) ** 2) / b[7] ** 2))
+
+
+def _chwirut(b, x):
+    return torch.exp(-b[0] * x) / (b[1] + b[2] * x)
+
+
+def _rational33(b, x):  # Hahn1, Thurber
+    return (b[0] + b[1] * x + b[2] * x**2 + b[3] * x**3) / (1.0 + b[4] * x + b[5] * x**2 + b[6] * x**3)
+
+
+def _enso(b, x):
+    w = 2.0 * _PI * x
+    return (b[0] + b[1] * torch.cos(w / 12.0) + b[2] * torch.sin(w / 12.0)
+            + b[4] * torch.cos(w / b[3]) + b[5] * torch.sin(w / b[3])
+            + b[7] * torch.cos(w / b[6]) + b[8] * torch.sin(w / b[6]))
+
+
+_NIST_MODELS: dict[str, Callable[..., torch.Tensor]] = {
+    "Misra1a": lambda b, x: b[0] * (1.0 - torch.exp(-b[1] * x)),
+    "Chwirut2": _chwirut,
+    "Chwirut1": _chwirut,
+    "Lanczos3": _exp_class_lanczos,
+    "Gauss1": _gauss,
+    "Gauss2": _gauss,
+    "DanWood": lambda b, x: b[0] * x ** b[1],
+    "Misra1b": lambda b, x: b[0] * (1.0 - (1.0 + b[1] * x / 2.0) ** (-2)),
+    "Kirby2": lambda b, x: (b[0] + b[1] * x + b[2] * x**2) / (1.0 + b[3] * x + b[4] * x**2),
+    "Hahn1": _rational33,
+    "Nelson": lambda b, x1, x2: b[0] - b[1] * x1 * torch.exp(-b[2] * x2),  # models log(y)
+    "MGH17": lambda b, x: b[0] + b[1] * torch.exp(-x * b[3]) + b[2] * torch.exp(-x * b[4]),
+    "Lanczos1": _exp_class_lanczos,
+    "Lanczos2": _exp_class_lanczos,
+    "Gauss3": _gauss,
+    "Misra1c": lambda b, x: b[0] * (1.0 - (1.0 + 2.0 * b[1] * x) ** (-0.5)),
+    "Misra1d": lambda b, x: b[0] * b[1] * x * (1.0 + b[1] * x) ** (-1),
+    "Roszman1": lambda b, x: b[0] - b[1] * x - torch.atan(b[2] / (x - b[3])) / _PI,
+    "ENSO": _enso,
+    "MGH09": lambda b, x: b[0] * (x**2 + x * b[1]) / (x**2 + x * b[2] + b[3]),
+    "Thurber": _rational33,
+    "BoxBOD": lambda b, x: b[0] * (1.0 - torch.exp(-b[1] * x)),
+    "Rat42": lambda b, x: b[0] / (1.0 + torch.exp(b[1] - b[2] * x)),
+    "MGH10": lambda b, x: b[0] * torch.exp(b[1] / (x + b[2])),
+    "Eckerle4": lambda b, x: (b[0] / b[1]) * torch.exp(-0.5 * ((x - b[2]) / b[1]) ** 2),
+    "Rat43": lambda b, x: b[0] / (1.0 + torch.exp(b[1] - b[2] * x)) ** (1.0 / b[3]),
+    "Bennett5": lambda b, x: b[0] * (b[1] + x) ** (-1.0 / b[2]),
+}
+"""NIST's order: lower (Misra1a ... Misra1b), average (Kirby2 ... Roszman1), higher difficulty."""
+
+
+@dataclass(frozen=True)
+class NistStrd:
+    """One NIST StRD nonlinear regression problem as its ``.dat`` file states it."""
+
+    name: str
+    difficulty: str
+    """``"lower"``, ``"average"`` or ``"higher"``, as the file says."""
+    starts: tuple[tuple[float, ...], tuple[float, ...]]
+    """NIST's Start 1 and Start 2."""
+    certified: tuple[float, ...]
+    """The certified parameters (11 significant digits)."""
+    certified_sd: tuple[float, ...]
+    rss: float
+    """The certified residual sum of squares Σ r² (no ½)."""
+    y: tuple[float, ...]
+    x: tuple[tuple[float, ...], ...]
+    """The predictor columns (one for all but Nelson, which has two)."""
+
+    def residuals(self, b: torch.Tensor) -> torch.Tensor:
+        """(p,) -> (m,): y - f(x; b) (Nelson: log y - f), in b's dtype and device."""
+        y = b.new_tensor(self.y)
+        if self.name == "Nelson":
+            y = torch.log(y)
+        return y - _NIST_MODELS[self.name](b, *(b.new_tensor(column) for column in self.x))
+
+
+_FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_PARAMETER = re.compile(rf"^\s*b(\d+)\s*=\s*({_FLOAT})\s+({_FLOAT})\s+({_FLOAT})\s+({_FLOAT})\s*$")
+
+
+def nist_strd(name: str) -> NistStrd:
+    """Parse ``tests/data/nist_strd/<name>.dat`` (NIST's layout: parameters as ``b1 = start1 start2
+    certified sd``, ``Residual Sum of Squares:``, the data after the last line starting ``Data:``)."""
+    lines = (NIST_STRD_DIR / f"{name}.dat").read_text(encoding="ascii").splitlines()
+    parameters = [m.groups() for m in map(_PARAMETER.match, lines) if m]
+    assert [int(k) for k, *_ in parameters] == list(range(1, len(parameters) + 1)), name
+    columns = list(zip(*(tuple(float(v) for v in fields) for _, *fields in parameters)))
+    (rss,) = [float(line.split(":")[1]) for line in lines if line.startswith("Residual Sum of Squares:")]
+    (difficulty,) = [line.split()[0].lower() for line in lines if line.strip().endswith("Level of Difficulty")]
+    start = max(i for i, line in enumerate(lines) if line.startswith("Data:")) + 1
+    rows = [tuple(float(v) for v in line.split()) for line in lines[start:] if line.strip()]
+    y, *x = zip(*rows)
+    return NistStrd(name=name, difficulty=difficulty, starts=(columns[0], columns[1]), certified=columns[2],
+                    certified_sd=columns[3], rss=rss, y=y, x=tuple(x))
+
+
+NIST_STRD: list[NistStrd] = [nist_strd(name) for name in _NIST_MODELS]
+"""The 27 problems in NIST's order (lower, average, higher difficulty)."""
+
+
+def log_relative_error(x: float, certified: float, digits: float = 11.0) -> float:
+    """NIST's LRE = -log10(|x - c| / |c|): the number of digits of c that x reproduces, capped at
+    ``digits`` (the certified values carry 11 significant digits) and floored at 0."""
+    if not math.isfinite(x):
+        return 0.0
+    if x == certified:
+        return digits
+    return min(digits, max(0.0, -math.log10(abs(x - certified) / abs(certified))))

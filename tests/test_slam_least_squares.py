@@ -17,14 +17,9 @@ import slam
 TIGHT = dict(ftol=1e-15, xtol=1e-15, gtol=1e-15)
 
 # Measured failures of our default LM from the standard start, each with what it does instead.
-XFAIL = {
-    "nist_mgh10": "NIST MGH10 (Meyer) from Start 1 (2, 4e5, 2.5e4): LM follows the curved valley with "
-                  "b1 -> 1e-47 and needs 6,186 iterations to reach the certified 87.9458551705 "
-                  "(MINPACK: 372 evaluations); from Start 2 it takes 157",
-    "nist_boxbod": "NIST BoxBOD from Start 1 (1, 1): the first step jumps to b2 ~ 90, where the b2 column "
-                   "of J vanishes and F stops on the plateau 9771.5, as MINPACK's LM does (see "
-                   "test_least_squares_problems); damping='levenberg' reaches 1168.0088766",
-}
+# (NIST MGH10 and BoxBOD from Start 1 were here until least_squares solved the dimensionless problem
+# with Levenberg damping; tests/test_nist_strd.py covers both starts of all 27 NIST problems.)
+XFAIL: dict[str, str] = {}
 
 
 def _reached(p: Problem, F: float) -> bool:
@@ -48,9 +43,18 @@ def test_levenberg_marquardt_reaches_the_published_minimum(p: Problem):
 
 def test_levenberg_damping_reaches_boxbod():
     p = by_name("nist_boxbod")
-    result = slam.least_squares(p.residuals, p.x0, method="lm", damping="levenberg", max_iterations=200, **TIGHT)
+    result = slam.least_squares(p.residuals, p.x0, method="lm", max_iterations=200, **TIGHT)
     assert _reached(p, 2.0 * result.cost), 2.0 * result.cost
     torch.testing.assert_close(result.x, torch.tensor(p.x_min, dtype=torch.float64), rtol=1e-8, atol=0)
+
+
+def test_marquardt_damping_stops_on_the_boxbod_plateau():
+    """Why least_squares damps with Levenberg in z = x / |x0|: Marquardt's diag(JᵀJ) lets b2, whose
+    column is small at (1, 1), jump to ~90 where exp(-b2 x) vanishes; F stops on Σ(y - ȳ)² = 9771.5."""
+    p = by_name("nist_boxbod")
+    result = slam.least_squares(p.residuals, p.x0, method="lm", damping="marquardt", max_iterations=200, **TIGHT)
+    assert 2.0 * result.cost == pytest.approx(9771.5, rel=1e-6)
+    assert float(result.x[1]) > 20.0
 
 
 @pytest.mark.parametrize("name", ["mgh07_helical_valley", "mgh13_powell_singular", "nist_misra1a",
@@ -130,3 +134,53 @@ def test_rejects_bad_arguments():
     x0 = torch.tensor([3.0, -1.0], dtype=torch.float64)
     slam.least_squares(lambda x: x - 1.0, x0)
     assert x0.tolist() == [3.0, -1.0]  # the caller's start is not modified
+    for bad in (0.0, -1.0, "jac", [1.0, float("inf")]):
+        with pytest.raises(ValueError, match="x_scale"):
+            slam.least_squares(lambda x: x - 1.0, x0, x_scale=bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the dimensionless problem
+
+
+@pytest.mark.parametrize("method", ["lm", "gn"])
+def test_units_of_parameters_and_residuals_do_not_matter(method: str, generator):
+    """x -> a ⊙ x and r -> c r give the same iterations and the same (rescaled) solution."""
+    residuals, x0 = _random_peak_fit(generator)
+    a = torch.tensor([1e3, 1e-2, 7.0, 1e-5, 1e4], dtype=torch.float64)
+    plain = slam.least_squares(residuals, x0, method=method)
+    scaled = slam.least_squares(lambda y: 1e-6 * residuals(y / a), a * x0, method=method)
+    assert plain.converged and scaled.converged
+    assert scaled.iterations == plain.iterations
+    torch.testing.assert_close(scaled.x / a, plain.x, rtol=1e-9, atol=0)
+    assert scaled.cost == pytest.approx(1e-12 * plain.cost, rel=1e-9)
+
+
+def test_x_scale_and_start_agree_at_the_minimum():
+    p = by_name("mgh01_rosenbrock")
+    results = [slam.least_squares(p.residuals, p.x0, x_scale=s) for s in ("start", 1.0, torch.tensor([2.0, 0.5]))]
+    for r in results:
+        assert r.converged, r.termination
+        torch.testing.assert_close(r.x, torch.ones(2, dtype=torch.float64), rtol=1e-8, atol=0)
+        assert r.cost == pytest.approx(0.5 * float((r.fun**2).sum()), rel=1e-9, abs=1e-300)
+
+
+def test_slam_solve_keeps_its_stopping_rules():
+    """The MINPACK-like tests least_squares turns on are off in the optimizers' defaults (GTSAM-like)."""
+    assert slam.LevenbergMarquardt().gradient_cosine_tolerance == 0.0
+    assert slam.LevenbergMarquardt().rejected_step_tolerance is False
+    assert slam.GaussNewton().gradient_cosine_tolerance == 0.0
+    with pytest.raises(ValueError, match="gradient_cosine_tolerance"):
+        slam.LevenbergMarquardt(gradient_cosine_tolerance=-1.0)
+
+
+def test_stopping_reasons_of_the_defaults():
+    # ENSO-like: the relative-decrease test is off, so a slowly converging fit runs until x settles.
+    p = by_name("nist_misra1a")
+    loose = slam.least_squares(p.residuals, p.x0, ftol=1e-8)
+    default = slam.least_squares(p.residuals, p.x0)
+    assert default.termination in ("parameter tolerance", "gradient tolerance")
+    assert default.iterations >= loose.iterations
+    # A zero-residual fit converging linearly to x = 0 stops when ‖r‖ <= eps ‖r(x0)‖.
+    powell = by_name("mgh13_powell_singular")
+    result = slam.least_squares(powell.residuals, powell.x0)
+    assert result.converged and result.termination == "cost tolerance", result.termination

@@ -23,6 +23,12 @@ class _Common:
     """Converged when an accepted step lowers the cost by at most this much."""
     gradient_tolerance: float = 1e-10
     """Converged when ``max |Jᵀr| <=`` this."""
+    gradient_cosine_tolerance: float = 0.0
+    """Converged when ``max_j |gⱼ| / sqrt(Hⱼⱼ · 2 cost) <=`` this: the largest cosine between the residual
+    vector and a column of the Jacobian (``‖Jⱼ‖² = Hⱼⱼ``, ``‖r‖² = 2 cost``), MINPACK's and scipy's ``gtol``.
+    Unlike ``gradient_tolerance`` it does not depend on the units of the parameters or the residuals,
+    and it does not call a point converged where a direction has lost its influence (``Jⱼ`` tiny but
+    still along ``r``: a plateau).  Columns with ``Hⱼⱼ = 0`` are skipped; 0 (default) disables it."""
     parameter_tolerance: float = 1e-8
     """Converged when ``‖δ‖ <= tol · (‖x‖ + tol)`` (x: the storage of the free variables)."""
     cost_tolerance: float = 0.0
@@ -38,8 +44,8 @@ class _Common:
     def __post_init__(self) -> None:
         if self.max_iterations < 0:
             raise ValueError(f"max_iterations must be >= 0, got {self.max_iterations}")
-        for name in ("function_tolerance", "absolute_tolerance", "gradient_tolerance", "parameter_tolerance",
-                     "cost_tolerance"):
+        for name in ("function_tolerance", "absolute_tolerance", "gradient_tolerance", "gradient_cosine_tolerance",
+                     "parameter_tolerance", "cost_tolerance"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if isinstance(self.linear_solver, str) and self.linear_solver not in ("auto", "dense", "cholmod", "cg"):
@@ -83,6 +89,12 @@ class LevenbergMarquardt(_Common):
     """The most an accepted step may divide λ by (Nielsen's update caps the factor at 1/3)."""
     max_damping: float = 1e16
     """A problem whose λ grows past this stops ("no decrease possible")."""
+    rejected_step_tolerance: bool = False
+    """Also apply ``parameter_tolerance`` to rejected steps (with a finite trial cost): once a rejected
+    step is that short, every later trial from the same point is shorter still, so x can no longer
+    change by more than the tolerance, and the solve stops converged ("parameter tolerance"), as
+    MINPACK's ``xtol`` test on its trust-region radius and Ceres' ``min_trust_region_radius`` do.
+    Off by default: GTSAM, whose stopping rules ``slam.solve`` follows, tests accepted steps only."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

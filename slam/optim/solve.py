@@ -215,6 +215,9 @@ def _iterate(
     for it in range(iterations if tail else cfg.max_iterations):
         if not tail:
             stop(g.detach().abs().amax(-1) <= cfg.gradient_tolerance, "gradient tolerance", True)
+            if cfg.gradient_cosine_tolerance > 0:
+                cosine = _gradient_cosine(h, g, cost, diagonal)
+                stop(cosine <= cfg.gradient_cosine_tolerance, "gradient tolerance", True)
             stop(cost.detach() <= cfg.cost_tolerance, "cost tolerance", True)
             if not bool(active.any()):
                 break
@@ -304,6 +307,11 @@ def _iterate(
                     if cfg.parameter_tolerance > 0:
                         stop(accept & (step_norm <= cfg.parameter_tolerance * (x_norm + cfg.parameter_tolerance)),
                              "parameter tolerance", True)
+        if lm and not tail and cfg.rejected_step_tolerance and cfg.parameter_tolerance > 0:
+            with torch.no_grad():  # later trials from this point are shorter still (see the config field)
+                x_norm = _storage_norm(values)
+                short = step_norm <= cfg.parameter_tolerance * (x_norm + cfg.parameter_tolerance)
+                stop(~accept & ok & torch.isfinite(new_cost) & short, "parameter tolerance", True)
         if lm and not tail:
             exceeded = lam > cfg.max_damping
             stop(exceeded & ~ok, "the linear solver failed (not positive definite, non-finite, or an iterative "
@@ -388,6 +396,17 @@ def _with_fixed_inputs(problem: Problem, solution: Values, inputs: Values) -> Va
             value = value._new(torch.where(mask, original.data, value.data))
         out.append(value)
     return out
+
+
+def _gradient_cosine(h: Tensor, g: Tensor, cost: Tensor, diagonal: Tensor) -> Tensor:
+    """``max_j |gⱼ| / (‖Jⱼ‖ ‖r‖)`` per problem, with ``‖Jⱼ‖² = Hⱼⱼ`` and ``‖r‖² = 2 cost`` (columns with
+    ``Hⱼⱼ = 0`` skipped; 0 where the cost is 0)."""
+    with torch.no_grad():
+        residual_norm = torch.sqrt(2.0 * cost.detach().clamp_min(0.0)).unsqueeze(-1)
+        scale = h.detach()[:, diagonal].clamp_min(0.0).sqrt() * residual_norm
+        positive = scale > 0
+        cosine = g.detach().abs() / torch.where(positive, scale, torch.ones_like(scale))
+        return torch.where(positive, cosine, torch.zeros_like(cosine)).amax(-1)
 
 
 def _storage_norm(values: Values) -> Tensor:
