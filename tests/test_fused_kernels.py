@@ -31,19 +31,30 @@ def _errors(kind: str, e: int, generator: torch.Generator) -> torch.Tensor:
     return xi
 
 
-def _problem(kind: str, generator: torch.Generator, *, batch: int | None = None, loss=None):
-    n, e = 12, 30
-    poses = SE3.random(*((batch,) if batch else ()), n, generator=generator, dtype=torch.float64)
+def _problem(kind: str, generator: torch.Generator, *, batch: int | None = None, loss=None, group=SE3):
+    """A random graph of 12 poses and 30 edges whose errors are of the chosen size, with a full (not
+    triangular) sqrt-information; returns the problem, the measurements and the errors."""
+    n, e, d = 12, 30, group.tangent_dim
+    poses = group.random(*((batch,) if batch else ()), n, generator=generator, dtype=torch.float64)
     i = torch.randint(0, n, (e,), generator=generator)
     j = (i + 1 + torch.randint(0, n - 1, (e,), generator=generator)) % n
     xi, xj = poses[..., i], poses[..., j]
+    errors = (_errors if group is SE3 else _se2_errors)(kind, e, generator)
     # Z = D · Exp(-ξ) makes the residual Log(Z⁻¹ D) = ξ, of the chosen size.
-    measurement = xi.between(xj).retract(-_errors(kind, e, generator))
-    a = torch.randn(e, 6, 6, generator=generator, dtype=torch.float64)
-    weight = SqrtInformation(a + 3.0 * torch.eye(6, dtype=torch.float64))  # full, not triangular
+    measurement = xi.between(xj).retract(-errors)
+    a = torch.randn(e, d, d, generator=generator, dtype=torch.float64)
+    weight = SqrtInformation(a + 3.0 * torch.eye(d, dtype=torch.float64))
     variable = slam.Variable(poses, fixed=[0])
     cost = Between(variable[i], variable[j], measurement=measurement, weight=weight, loss=loss)
-    return Problem([cost]), measurement
+    return Problem([cost]), measurement, errors
+
+
+def _counting(monkeypatch, module, names=("residuals", "normal_blocks")):
+    calls = []
+    for name in names:
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name: (calls.append(_n), _f(*a))[1])
+    return calls
 
 
 def _torch_path(monkeypatch, fn):
@@ -56,19 +67,22 @@ def _torch_path(monkeypatch, fn):
         return fn()
 
 
+@pytest.mark.parametrize("group", [SE3, SE2])
 @pytest.mark.parametrize("kind", ["identity", "small", "ordinary", "pi"])
 @pytest.mark.parametrize("batch", [None, 3])
 @pytest.mark.parametrize("robust", [False, True])
-def test_linearization_equals_the_torch_path(kind, batch, robust, generator, monkeypatch):
-    problem, measurement = _problem(kind, generator, batch=batch, loss=Huber(0.5) if robust else None)
+def test_linearization_equals_the_torch_path(group, kind, batch, robust, generator, monkeypatch):
+    from slam import _se2_kernels
+
+    problem, measurement, _ = _problem(kind, generator, batch=batch, loss=Huber(0.5) if robust else None,
+                                       group=group)
     if kind == "pi":  # the residual really is near π (or the test would not test that branch)
-        r = measurement.local(problem.costs[0].variables[0].variable.value[..., problem.costs[0].variables[0].index]
-                              .between(problem.costs[0].variables[1].variable.value[..., problem.costs[0].variables[1].index]))
-        assert float(r[..., 3:].norm(dim=-1).min()) > math.pi - 1e-6
+        a, b = problem.costs[0].variables
+        r = measurement.local(a.variable.value[..., a.index].between(b.variable.value[..., b.index]))
+        rotation = r[..., 3:].norm(dim=-1) if group is SE3 else r[..., 2].abs()
+        assert float(rotation.min()) > math.pi - 1e-6
     values = problem.initial_values()
-    calls = []
-    original = _se3_kernels.normal_blocks
-    monkeypatch.setattr(_se3_kernels, "normal_blocks", lambda *a: (calls.append(1), original(*a))[1])
+    calls = _counting(monkeypatch, _se3_kernels if group is SE3 else _se2_kernels, ("normal_blocks",))
     fused = problem.linearize(values)
     assert calls, "the fused kernel did not run"
     reference = _torch_path(monkeypatch, lambda: problem.linearize(values))
@@ -91,34 +105,40 @@ def test_retract_equals_se3_retract(scale, generator):
     assert torch.allclose(x.retract_step(delta[0]).data, x.retract(delta[0]).data, rtol=0, atol=1e-14)  # broadcast
 
 
-def test_autograd_and_float32_take_the_torch_path(generator, monkeypatch):
-    calls = []
-    for name in ("residuals", "normal_blocks"):
-        original = getattr(_se3_kernels, name)
-        monkeypatch.setattr(_se3_kernels, name, lambda *a, _f=original, _n=name: (calls.append(_n), _f(*a))[1])
-    problem, measurement = _problem("ordinary", generator)
+@pytest.mark.parametrize("group", [SE3, SE2])
+def test_autograd_and_float32_take_the_torch_path(group, generator, monkeypatch):
+    from slam import _se2_kernels
+
+    calls = _counting(monkeypatch, _se3_kernels if group is SE3 else _se2_kernels)
+    problem, measurement, _ = _problem("ordinary", generator, group=group)
     cost = problem.costs[0]
     gathered = problem._gather(cost, problem.initial_values())
     fused = cost.whitened_residual(gathered), cost.linearize(gathered, 1)
     assert calls == ["residuals", "normal_blocks"]
-    z = SE3(measurement.data.clone().requires_grad_(True))
+    z = group(measurement.data.clone().requires_grad_(True))
     torch_path = Between(*cost.variables, measurement=z, weight=cost.weight)
     with torch.enable_grad():
         reference = torch_path.whitened_residual(gathered), torch_path.linearize(gathered, 1)
     assert calls == ["residuals", "normal_blocks"]  # the kernel did not run for inputs that need autograd
     assert reference[0].requires_grad and reference[1].jtr.requires_grad
     torch.testing.assert_close(fused[0], reference[0].detach(), rtol=1e-12, atol=1e-12)
-    for a, b in zip(fused[1][1:], reference[1][1:]):  # J, JᵀJ (packed against full), Jᵀr
-        if a.shape != b.shape:
-            b = b.flatten(-2)[..., torch.tril_indices(12, 12)[0] * 12 + torch.tril_indices(12, 12)[1]]
-        torch.testing.assert_close(a, b.detach(), rtol=1e-10, atol=1e-10)
-    x = SE3.random(4, generator=generator)
-    assert torch.equal(x.retract_step(torch.zeros(4, 6)).data, x.retract(torch.zeros(4, 6)).data)
+    rows, cols = torch.tril_indices(2 * group.tangent_dim, 2 * group.tangent_dim)
+    torch.testing.assert_close(fused[1].j, reference[1].j.detach(), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fused[1].jtj, reference[1].jtj.detach()[..., rows, cols], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fused[1].jtr, reference[1].jtr.detach(), rtol=1e-10, atol=1e-10)
+    single = [group(x.data.float()) for x in gathered]
+    float32 = Between(*cost.variables, measurement=group(measurement.data.float()),
+                      weight=SqrtInformation(cost.weight.matrix.float()))
+    assert float32.linearize(single, 1).r.dtype == torch.float32
+    assert calls == ["residuals", "normal_blocks"]  # nor for float32
+    x = group.random(4, generator=generator)
+    zero = torch.zeros(4, group.tangent_dim)
+    assert torch.equal(x.retract_step(zero).data, x.retract(zero).data)
 
 
 def test_gradients_flow_through_a_solve_that_uses_the_kernels_elsewhere(generator):
     """With measurements that require grad the solve differentiates through the torch path."""
-    problem, measurement = _problem("small", generator)
+    problem, measurement, _ = _problem("small", generator)
     z = measurement.data.clone().requires_grad_(True)
     cost = problem.costs[0]
     variable = cost.variables[0].variable
@@ -174,35 +194,12 @@ def _se2_errors(kind: str, e: int, generator: torch.Generator) -> torch.Tensor:
     return xi
 
 
-def _se2_problem(kind: str, generator: torch.Generator, *, batch: int | None = None, loss=None):
-    n, e = 12, 30
-    poses = SE2.random(*((batch,) if batch else ()), n, generator=generator, dtype=torch.float64)
-    i = torch.randint(0, n, (e,), generator=generator)
-    j = (i + 1 + torch.randint(0, n - 1, (e,), generator=generator)) % n
-    xi, xj = poses[..., i], poses[..., j]
-    errors = _se2_errors(kind, e, generator)
-    measurement = xi.between(xj).retract(-errors)  # Log(Z⁻¹ D) = ξ
-    a = torch.randn(e, 3, 3, generator=generator, dtype=torch.float64)
-    weight = SqrtInformation(a + 3.0 * torch.eye(3, dtype=torch.float64))  # full, not triangular
-    variable = slam.Variable(poses, fixed=[0])
-    cost = Between(variable[i], variable[j], measurement=measurement, weight=weight, loss=loss)
-    return Problem([cost]), errors
-
-
-def _counting(monkeypatch, module, names=("residuals", "normal_blocks")):
-    calls = []
-    for name in names:
-        original = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name: (calls.append(_n), _f(*a))[1])
-    return calls
-
-
 @pytest.mark.parametrize("kind", ["identity", "small", "ordinary", "pi"])
 @pytest.mark.parametrize("batch", [None, 3])
 def test_se2_linearization_parts_equal_the_torch_path(kind, batch, generator, monkeypatch):
     from slam import _se2_kernels
 
-    problem, errors = _se2_problem(kind, generator, batch=batch)
+    problem, _, errors = _problem(kind, generator, batch=batch, group=SE2)
     cost = problem.costs[0]
     values = problem.initial_values()
     gathered = problem._gather(cost, values)
@@ -224,52 +221,3 @@ def test_se2_linearization_parts_equal_the_torch_path(kind, batch, generator, mo
     assert fused.jtj.shape == (problem.batch_size, cost.num, 21)
     torch.testing.assert_close(fused.jtj, reference.jtj[..., rows, cols], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(fused.jtr, reference.jtr, rtol=1e-12, atol=1e-13)
-
-
-@pytest.mark.parametrize("kind", ["small", "ordinary", "pi"])
-@pytest.mark.parametrize("batch", [None, 3])
-@pytest.mark.parametrize("robust", [False, True])
-def test_se2_problem_linearization_equals_the_torch_path(kind, batch, robust, generator, monkeypatch):
-    from slam import _se2_kernels
-
-    problem, _ = _se2_problem(kind, generator, batch=batch, loss=Huber(0.5) if robust else None)
-    values = problem.initial_values()
-    calls = _counting(monkeypatch, _se2_kernels, ("normal_blocks",))
-    fused = problem.linearize(values)
-    assert calls, "the fused kernel did not run"
-    reference = _torch_path(monkeypatch, lambda: problem.linearize(values))
-    (h, g, f), (h_ref, g_ref, f_ref) = fused, reference
-    jacobian_scale = float(h_ref.abs().max()) ** 0.5
-    assert torch.allclose(h, h_ref, rtol=0, atol=1e-12 * jacobian_scale**2), float((h - h_ref).abs().max())
-    assert torch.allclose(g, g_ref, rtol=1e-11, atol=1e-13 * jacobian_scale), float((g - g_ref).abs().max())
-    assert torch.allclose(f, f_ref, rtol=1e-12, atol=1e-20)
-    assert torch.allclose(problem.cost(values), _torch_path(monkeypatch, lambda: problem.cost(values)),
-                          rtol=1e-12, atol=1e-20)
-
-
-def test_se2_autograd_and_float32_take_the_torch_path(generator, monkeypatch):
-    from slam import _se2_kernels
-
-    calls = _counting(monkeypatch, _se2_kernels)
-    problem, _ = _se2_problem("ordinary", generator)
-    cost = problem.costs[0]
-    gathered = problem._gather(cost, problem.initial_values())
-    fused = cost.whitened_residual(gathered), cost.linearize(gathered, 1)
-    assert calls == ["residuals", "normal_blocks"]
-    measurement = cost.data["measurement"]
-    z = SE2(measurement.data.clone().requires_grad_(True))
-    torch_path = Between(*cost.variables, measurement=z, weight=cost.weight)
-    with torch.enable_grad():
-        reference = torch_path.whitened_residual(gathered), torch_path.linearize(gathered, 1)
-    assert calls == ["residuals", "normal_blocks"]  # the kernel did not run for inputs that need autograd
-    assert reference[0].requires_grad and reference[1].jtr.requires_grad
-    torch.testing.assert_close(fused[0], reference[0].detach(), rtol=1e-12, atol=1e-12)
-    rows, cols = torch.tril_indices(6, 6)
-    torch.testing.assert_close(fused[1].j, reference[1].j.detach(), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(fused[1].jtj, reference[1].jtj.detach()[..., rows, cols], rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(fused[1].jtr, reference[1].jtr.detach(), rtol=1e-12, atol=1e-12)
-    single = [SE2(x.data.float()) for x in gathered]
-    float32 = Between(*cost.variables, measurement=SE2(measurement.data.float()),
-                      weight=SqrtInformation(cost.weight.matrix.float()))
-    assert float32.linearize(single, 1).r.dtype == torch.float32
-    assert calls == ["residuals", "normal_blocks"]
