@@ -97,11 +97,19 @@ class SchurLayout:
         return pattern, slot[: self.a_row.size], slot[self.a_row.size :]
 
     @functools.cached_property
-    def sparse_factor(self) -> Any:
-        """The CHOLMOD factor of ``S`` (its symbolic analysis is reused by every factorization)."""
+    def _symbolic(self) -> dict:
+        """The symbolic analysis of ``S``, shared by every problem of this shape (only copied from)."""
+        return {}
+
+    def sparse_factor(self, structure: Structure) -> Any:
+        """The CHOLMOD factorizer of ``S`` for one problem (kept in its ``structure.solver_cache``: numeric
+        factors are never shared between problems; the layout itself is, in ``shared_cache``)."""
         from .sparse_cholesky import BatchedSparseCholesky
 
-        return BatchedSparseCholesky(self.sparse_reduced[0])
+        key = ("schur-reduced-factor", id(self))
+        if key not in structure.solver_cache:
+            structure.solver_cache[key] = BatchedSparseCholesky(self.sparse_reduced[0], symbolic_cache=self._symbolic)
+        return structure.solver_cache[key]
 
     @classmethod
     def analyze(cls, structure: Structure, table: int) -> SchurLayout:
@@ -217,7 +225,7 @@ class SchurFactorization(Factorization):
         values[~ok] = 0.0
         values[np.ix_(~ok, pattern.diagonal.numpy())] = 1.0  # placeholders, reported not ok
         self._sparse_values = torch.from_numpy(values)
-        self._factor = layout.sparse_factor
+        self._factor = layout.sparse_factor(self.structure)
         self._ok = torch.from_numpy(ok) & self._factor.factorize(self._sparse_values)
         # This factorization's own numeric factors: the factor object is shared by every iteration, and
         # a backward pass (unrolled) solves with them after later iterations have refactorized.
@@ -371,9 +379,9 @@ class SchurComplement(LinearSolver):
         if self._table is None:
             raise RuntimeError("SchurComplement must be prepared for a problem (the optimizers do this)")
         key = ("schur", self._table)
-        if key not in structure.solver_cache:
-            structure.solver_cache[key] = SchurLayout.analyze(structure, self._table)
-        layout = structure.solver_cache[key]
+        if key not in structure.shared_cache:  # shape-only tables: shared by problems of one structure
+            structure.shared_cache[key] = SchurLayout.analyze(structure, self._table)
+        layout = structure.shared_cache[key]
         backend = self.backend
         if backend == "auto":  # numba on the CPU where installed; torch on other devices
             backend = "numba" if values.device.type == "cpu" and _have_numba() else "torch"
