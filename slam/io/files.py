@@ -53,7 +53,7 @@ def check_outputs(outputs: Mapping[str, PathLike], inputs: Iterable[PathLike] = 
         if real in seen:
             other, other_path = seen[real]
             raise OutputPathError(f"{label}: is also output {other} ({other_path}); give each output its own file")
-        for other, (other_name, other_path) in list(seen.items()):
+        for other_name, other_path in seen.values():
             if same_file(path, other_path):
                 raise OutputPathError(f"{label}: is the same file as output {other_name} ({other_path})")
         seen[real] = (name, path)
@@ -68,10 +68,15 @@ def check_outputs(outputs: Mapping[str, PathLike], inputs: Iterable[PathLike] = 
             raise OutputPathError(f"{label}: not writable")
 
 
+def _target(path: Path) -> Path:
+    """Where ``path``'s content goes: through a symlinked output to its target."""
+    return Path(os.path.realpath(path))
+
+
 def _reserve_temporary(path: Path) -> Path:
-    """A new empty file beside ``path`` (same folder, same suffix, hidden name), created with the
-    permissions a plain ``open(path, "w")`` would give (0o666 less the umask)."""
-    real = Path(os.path.realpath(path))  # write through a symlinked output, next to its target
+    """A new empty file beside ``path``'s target (same folder, same suffix, hidden name), created with
+    the permissions a plain ``open(path, "w")`` would give (0o666 less the umask)."""
+    real = _target(path)
     for _ in range(100):
         temporary = real.with_name(f".{real.stem}-{secrets.token_hex(4)}.partial{real.suffix}")
         try:
@@ -82,27 +87,16 @@ def _reserve_temporary(path: Path) -> Path:
     raise FileExistsError(f"{path}: could not create a temporary file beside it")  # pragma: no cover
 
 
-def _target(path: Path) -> Path:
-    return Path(os.path.realpath(path))
-
-
 def atomic_write_text(path: PathLike, text: str, *, inputs: Iterable[PathLike] = ()) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file renamed into place.
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file renamed into place (``StagedOutputs``
+    with one output).
 
     Raises ``OutputPathError`` (before writing anything) when ``path`` is one of ``inputs``, a
     directory, not a regular file or in a missing folder; the temporary is removed on any failure.
     """
-    path = Path(path)
-    check_outputs({"file": path}, inputs)
-    temporary = _reserve_temporary(path)
-    try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temporary, _target(path))
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    with StagedOutputs({"file": path}, inputs) as staged:
+        staged["file"].write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 class StagedOutputs:
