@@ -138,12 +138,14 @@ def test_failed_matrices_are_masked(backend, generator):
 
 
 @pytest.mark.skipif(not HAS_CHOLMOD, reason="scikit-sparse not installed")
-def test_cholmod_detects_indefinite(generator):
+@pytest.mark.parametrize("mode", ["simplicial", "supernodal", "auto"])
+def test_cholmod_detects_indefinite(generator, mode):
+    # simplicial CHOLMOD factorizes LDLᵀ, which succeeds on this matrix: its pivots must be checked
     pattern, values, dense = block_problem("chain", 6, 3, 3, generator)
     values = values.clone()
     values[1, pattern.diagonal[4]] = -1.0  # a negative diagonal entry: nonsingular but not PD
     rhs = torch.randn(3, pattern.n, generator=generator, dtype=torch.float64)
-    factor = BatchedSparseCholesky(pattern, "cholmod")
+    factor = BatchedSparseCholesky(pattern, "cholmod", mode=mode)
     assert factor.factorize(values).tolist() == [True, False, True]
     x = factor.solve(rhs)
     torch.testing.assert_close(x[0::2], torch.linalg.solve(dense[0::2], rhs[0::2]), rtol=1e-9, atol=1e-9)
@@ -153,13 +155,45 @@ def test_cholmod_detects_indefinite(generator):
 
 
 @pytest.mark.skipif(not HAS_CHOLMOD, reason="scikit-sparse not installed")
+@pytest.mark.parametrize("kind, size, d, mode", [("grid", 3, 6, "simplicial"), ("grid", 3, 6, "supernodal"),
+                                                 ("chain", 6, 3, "auto")])
+def test_solve_matches_dense_in_every_cholmod_mode(generator, kind, size, d, mode):
+    pattern, values, dense = block_problem(kind, size, d, 2, generator)
+    rhs = torch.randn(2, pattern.n, generator=generator, dtype=torch.float64)
+    factor = BatchedSparseCholesky(pattern, "cholmod", mode=mode)
+    assert factor.factorize(values).all()
+    assert factor.mode == (mode if mode != "auto" else "simplicial")  # a chain has little fill
+    torch.testing.assert_close(factor.solve(rhs), torch.linalg.solve(dense, rhs), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not HAS_CHOLMOD, reason="scikit-sparse not installed")
+@pytest.mark.parametrize("kind, size, d", [("chain", 9, 3), ("grid", 5, 3), ("grid", 4, 6)])
+def test_cholesky_work_counts_the_factor_cholmod_makes(generator, kind, size, d):
+    from slam.linear._fill import cholesky_work
+
+    pattern, values, _ = block_problem(kind, size, d, 1, generator)
+    matrix = sp.csc_matrix((values[0].numpy(), pattern.indices, pattern.indptr), (pattern.n, pattern.n))
+    factor = sc._cholmod().analyze(matrix, mode="simplicial")
+    factor.cholesky_inplace(matrix)
+    counts = np.diff(factor.L().indptr).astype(float)
+    for perm in (factor.P(), np.arange(pattern.n), np.random.default_rng(0).permutation(pattern.n)):
+        lnz, flops = cholesky_work(pattern.indptr, pattern.indices, perm)
+        if perm is factor.P():
+            assert (lnz, flops) == (factor.L().nnz, float(np.square(counts).sum()))
+        else:  # against a dense factorization of the permuted matrix (no numerical cancellation here)
+            full = (matrix + matrix.T - sp.diags(matrix.diagonal())).toarray()[np.ix_(perm, perm)]
+            lower = np.abs(np.linalg.cholesky(full)) > 1e-300
+            assert lnz == int(lower.sum()) and flops == float(np.square(lower.sum(0)).sum())
+
+
+@pytest.mark.skipif(not HAS_CHOLMOD, reason="scikit-sparse not installed")
 def test_symbolic_analysis_runs_once(monkeypatch, generator):
     calls = []
     analyze = sc._cholmod().analyze
     monkeypatch.setattr(sc._cholmod(), "analyze", lambda *a, **kw: calls.append(1) or analyze(*a, **kw))
     pattern, values, dense = block_problem("grid", 3, 6, 3, generator)
     rhs = torch.randn(3, pattern.n, generator=generator, dtype=torch.float64)
-    factor = BatchedSparseCholesky(pattern, "cholmod")
+    factor = BatchedSparseCholesky(pattern, "cholmod", mode="simplicial")
     for rows in [slice(0, 1), slice(0, 3), slice(1, 3), slice(0, 3)]:  # batch size changes
         assert factor.factorize(values[rows]).all()
         torch.testing.assert_close(factor.solve(rhs[rows]), torch.linalg.solve(dense[rows], rhs[rows]))

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ._fill import SUPERNODAL_SWITCH, cholesky_work
+
 
 def _cholmod() -> Any:
     """The ``sksparse.cholmod`` module, or None where scikit-sparse is not installed."""
@@ -126,7 +128,8 @@ class BatchedSparseCholesky:
     """Factorizes batches of SPD matrices on one ``SparsePattern``, reusing the symbolic analysis.
 
     Backends:
-        ``"cholmod"``: supernodal CHOLMOD (scikit-sparse); detects matrices that are not positive
+        ``"cholmod"``: CHOLMOD (scikit-sparse), simplicial or supernodal by the work the pattern implies
+            (``slam.linear._fill``); detects matrices that are not positive
             definite.  Numeric factors are recycled in place once neither a pending backward pass nor
             the live values tensor they were made from holds them (10-20 % faster than new ones).
         ``"scipy"``: SuperLU (``splu``) of the mirrored full matrix, for installs without CHOLMOD; no
@@ -136,9 +139,14 @@ class BatchedSparseCholesky:
         ``"auto"``: ``"cholmod"`` where scikit-sparse imports, else ``"scipy"``.
     """
 
-    def __init__(self, pattern: SparsePattern, backend: str = "auto", *, symbolic_cache: dict | None = None):
+    def __init__(self, pattern: SparsePattern, backend: str = "auto", *, symbolic_cache: dict | None = None,
+                 mode: str = "auto"):
         """``symbolic_cache``: where the symbolic analysis is kept for other factorizers of the same
-        pattern (it is only ever copied from, never factorized in place); none: this one's own."""
+        pattern (it is only ever copied from, never factorized in place); none: this one's own.
+        ``mode``: CHOLMOD's ``"simplicial"`` or ``"supernodal"`` factorization, or ``"auto"`` (by the
+        work the pattern implies, ``slam.linear._fill``)."""
+        if mode not in ("auto", "simplicial", "supernodal"):
+            raise ValueError(f"mode must be auto, simplicial or supernodal, got {mode!r}")
         if backend == "auto":
             backend = "cholmod" if _cholmod() is not None else "scipy"
         if backend == "cholmod" and _cholmod() is None:
@@ -147,6 +155,9 @@ class BatchedSparseCholesky:
             raise ValueError(f"unknown backend {backend!r}")
         self.pattern, self.backend = pattern, backend
         self._symbolic: Any = None
+        self.mode = mode if backend == "cholmod" else "superlu"
+        """CHOLMOD's factorization, ``"simplicial"`` or ``"supernodal"`` (``"auto"`` until the first
+        ``factorize`` chooses)."""
         self._symbolic_cache = {} if symbolic_cache is None else symbolic_cache
         self._numeric: _Numeric | None = None
         self._spare: list[Any] = []
@@ -222,18 +233,38 @@ class BatchedSparseCholesky:
         cholmod = _cholmod()
         self._matrix.data = data  # CHOLMOD reads only this (lower) triangle
         if self._symbolic is None:
-            key = ("cholmod-symbolic", self.pattern.n, self.pattern.nnz)
+            key = ("cholmod-symbolic", self.pattern.n, self.pattern.nnz, self.mode)
             if key not in self._symbolic_cache:
-                self._symbolic_cache[key] = cholmod.analyze(self._matrix, mode="supernodal",
-                                                            use_long=self.pattern.indices.dtype == np.int64)
-            self._symbolic = self._symbolic_cache[key]
+                self._symbolic_cache[key] = self._analyze(cholmod, self.mode)
+            self._symbolic, self.mode = self._symbolic_cache[key]
         factor = self._spare.pop() if self._spare else self._symbolic.copy()
         try:
             factor.cholesky_inplace(self._matrix)
         except cholmod.CholmodNotPositiveDefiniteError:
             self._spare.append(factor)  # still reusable for the next matrix
             return None
+        # Simplicial CHOLMOD factorizes LDLᵀ, which also succeeds on indefinite matrices: positive
+        # definite iff every pivot is positive (supernodal LLᵀ fails on a non-positive pivot itself).
+        if self.mode == "simplicial":
+            pivots = factor.D()
+            if not (np.all(pivots > 0) and np.all(np.isfinite(pivots))):
+                self._spare.append(factor)
+                return None
         return factor
+
+    def _analyze(self, cholmod: Any, mode: str) -> tuple[Any, str]:
+        """The symbolic factorization and its mode; ``"auto"``: simplicial or supernodal by the work
+        the ordering implies (``_fill``)."""
+        use_long = self.pattern.indices.dtype == np.int64
+        if mode == "supernodal":
+            return cholmod.analyze(self._matrix, mode="supernodal", use_long=use_long), "supernodal"
+        simplicial = cholmod.analyze(self._matrix, mode="simplicial", use_long=use_long)
+        if mode == "simplicial":
+            return simplicial, "simplicial"
+        lnz, flops = cholesky_work(self.pattern.indptr, self.pattern.indices, simplicial.P())
+        if flops / lnz < SUPERNODAL_SWITCH:
+            return simplicial, "simplicial"
+        return cholmod.analyze(self._matrix, mode="supernodal", use_long=use_long), "supernodal"
 
     def solve(self, rhs: Tensor) -> Tensor:
         """Solves with the factorizations of the last ``factorize`` call.

@@ -1,0 +1,74 @@
+"""CHOLMOD's simplicial against its supernodal factorization on pose-graph normal equations.
+
+    python benchmarks/sparse_factorization.py [--data-dir ../shared/data/pose_graph] [--repeats 10] [names ...]
+
+For each graph: ``H`` at the file's initial poses (plus 1e-3 I), CHOLMOD's default ordering, the
+median seconds of ``--repeats`` numeric factorizations in each mode (the symbolic analysis is not
+timed), ``flops / nnz(L)`` from ``slam.linear._fill.cholesky_work``, and the mode ``auto`` picks
+(``SUPERNODAL_SWITCH``).  The ``supernodal/simplicial`` column > 1 means simplicial is faster.
+Run with ``OPENBLAS_NUM_THREADS=1`` for the 1-thread figures the switch was set from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import scipy.sparse as sp
+import torch
+
+from slam.io import read_g2o
+from slam.linear._fill import SUPERNODAL_SWITCH, cholesky_work
+from slam.linear.sparse_cholesky import _cholmod
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose_graph"
+DEFAULT_NAMES = ["smallGrid3D", "intel", "manhattan", "parking-garage", "sphere2500", "city10000"]
+
+
+def factorization_seconds(cholmod, matrix: sp.csc_matrix, mode: str, repeats: int) -> float:
+    factor = cholmod.analyze(matrix, mode=mode)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        factor.cholesky_inplace(matrix)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", default=DEFAULT_NAMES)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    cholmod = _cholmod()
+    if cholmod is None:
+        raise SystemExit("this benchmark needs scikit-sparse (CHOLMOD)")
+    header = ["graph", "n", "nnz(L)", "flops/nnz(L)", "simplicial ms", "supernodal ms", "supernodal/simplicial", "auto"]
+    rows = []
+    for name in args.names:
+        graph = read_g2o(args.data_dir / f"{name}.g2o")
+        problem, _ = graph.problem()
+        with torch.no_grad():
+            h, _, _ = problem.linearize(problem.initial_values())
+        pattern = problem.structure.pattern
+        matrix = sp.csc_matrix((h[0].numpy(), pattern.indices, pattern.indptr), (pattern.n, pattern.n))
+        matrix = sp.csc_matrix(matrix + 1e-3 * sp.eye(pattern.n))
+        lnz, flops = cholesky_work(pattern.indptr, pattern.indices, cholmod.analyze(matrix, mode="simplicial").P())
+        simplicial = factorization_seconds(cholmod, matrix, "simplicial", args.repeats)
+        supernodal = factorization_seconds(cholmod, matrix, "supernodal", args.repeats)
+        auto = "simplicial" if flops / lnz < SUPERNODAL_SWITCH else "supernodal"
+        rows.append([name, pattern.n, lnz, f"{flops / lnz:.0f}", f"{1e3 * simplicial:.2f}", f"{1e3 * supernodal:.2f}",
+                     f"{supernodal / simplicial:.2f}", auto])
+        print(" ".join(str(c) for c in rows[-1]), flush=True)
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    print()
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+
+
+if __name__ == "__main__":
+    main()
