@@ -18,6 +18,9 @@ sqrt-information as a full cost weight, pose 0 held by a stiff prior, LM with
 so the damping stays at ``--theseus-damping``), relative error tolerance 1e-6, at most
 ``--theseus-max-iterations`` iterations, one timed run (``TheseusLayer.forward``; building the
 objective is not timed).  Its chi2 is evaluated by our ``chi2`` on the poses it returns.
+
+Synthetic graphs (small-graph ms per iteration, an 800-pose 2D graph from a poor start):
+``benchmarks/pgo_latency.py``; batches of graphs: ``benchmarks/pgo_batched.py``.
 """
 
 from __future__ import annotations
