@@ -50,8 +50,8 @@ def min_lre(p: NistStrd, x) -> float:
     return min(log_relative_error(float(v), c) for v, c in zip(x, p.certified))
 
 
-def ours(p: NistStrd, start: tuple[float, ...], max_iterations: int | None) -> tuple[float, int, str]:
-    kwargs = {} if max_iterations is None else {"max_iterations": max_iterations}
+def ours(p: NistStrd, start: tuple[float, ...], max_iterations: int | None, method: str = "lm") -> tuple[float, int, str]:
+    kwargs = {"method": method} if max_iterations is None else {"max_iterations": max_iterations, "method": method}
     try:
         result = slam.least_squares(p.residuals, torch.tensor(start, dtype=torch.float64), **kwargs)
     except (slam.NonFiniteError, RuntimeError) as error:  # counted as a failure, named in the table
@@ -88,6 +88,7 @@ def main() -> None:
                         help="scipy's Jacobian: autograd (default) or its finite differences")
     parser.add_argument("--max-iterations", type=int, default=None, help="our budget (default: ours)")
     parser.add_argument("--no-scipy", action="store_true")
+    parser.add_argument("--method", choices=["lm", "dogleg", "gn"], default="lm", help="our optimizer")
     args = parser.parse_args()
     problems = [p for p in NIST_STRD if args.names is None or p.name in args.names]
     solvers = ["ours"] + ([] if args.no_scipy else ["scipy-lm", "scipy-trf"])
@@ -101,7 +102,7 @@ def main() -> None:
             for s in solvers:
                 t0 = time.perf_counter()
                 if s == "ours":
-                    lre, count, termination = ours(p, start, args.max_iterations)
+                    lre, count, termination = ours(p, start, args.max_iterations, args.method)
                 else:
                     lre, count, _ = scipy(p, start, s.split("-")[1], args.tight, args.scipy_jac)
                 seconds[s] += time.perf_counter() - t0

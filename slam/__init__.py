@@ -1,7 +1,7 @@
 """Differentiable nonlinear least squares on Lie groups, for SLAM and robotics.
 
 Build a ``Problem`` from vectorized ``Cost`` terms over ``Variable`` tables of
-``liegeo`` groups, then ``solve`` it with Gauss-Newton or Levenberg-Marquardt on a
+``liegeo`` groups, then ``solve`` it with Gauss-Newton, Levenberg-Marquardt or Powell's dogleg on a
 dense, sparse (CHOLMOD) or conjugate-gradient linear solver; gradients of the
 solution flow back to every input by unrolling, truncation or the implicit
 function theorem.  Conventions: ``liegeo.conventions``.
@@ -10,8 +10,8 @@ function theorem.  Conventions: ``liegeo.conventions``.
 from .costs import Cost, residual
 from .layer import SolverLayer
 from .least_squares import LeastSquaresResult, least_squares
-from .optim import (GaussNewton, Implicit, IterationRecord, LevenbergMarquardt, SingularSystemError, SolveResult,
-                    Truncated, Unroll, solve)
+from .optim import (Dogleg, GaussNewton, Implicit, IterationRecord, LevenbergMarquardt, SingularSystemError,
+                    SolveResult, Termination, Truncated, Unroll, solve)
 from .problem import NonFiniteError, Problem
 from .robust import Cauchy, GemanMcClure, Huber, RobustLoss, Tukey, parse_robust
 from .variables import Variable, VariableRef
@@ -21,7 +21,7 @@ __all__ = [
     "Variable", "VariableRef", "Cost", "residual", "Problem", "NonFiniteError",
     "Weight", "ScalarWeight", "DiagonalWeight", "SqrtInformation",
     "RobustLoss", "Huber", "Cauchy", "GemanMcClure", "Tukey", "parse_robust",
-    "GaussNewton", "LevenbergMarquardt", "Unroll", "Truncated", "Implicit",
-    "solve", "SolveResult", "IterationRecord", "SingularSystemError", "SolverLayer",
+    "GaussNewton", "LevenbergMarquardt", "Dogleg", "Unroll", "Truncated", "Implicit",
+    "solve", "SolveResult", "IterationRecord", "Termination", "SingularSystemError", "SolverLayer",
     "least_squares", "LeastSquaresResult",
 ]

@@ -118,7 +118,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     DisconnectedGraphError are), non-finite costs, singular systems, unreadable or unwritable
     files (OSError), ids out of range (OverflowError), truncated streams (EOFError), no display
     to render on (RenderError) and a missing optional package (ModuleNotFoundError)."""
-    from .optim.solve import SingularSystemError
+    from .optim.gauss_newton import SingularSystemError
     from .problem import NonFiniteError
     from .viz import RenderError
 

@@ -21,7 +21,7 @@ from torch import Tensor
 from liegeo import Euclidean
 
 from .costs.base import Cost, autodiff_jacobians
-from .optim.config import BackwardMode, GaussNewton, LevenbergMarquardt
+from .optim.config import BackwardMode, Dogleg, GaussNewton, LevenbergMarquardt
 from .optim.result import IterationRecord
 from .optim.solve import solve
 from .problem import Problem
@@ -64,7 +64,7 @@ def least_squares(
     fun: Callable[[Tensor], Tensor],
     x0: Tensor | list[float] | tuple[float, ...],
     *,
-    method: Literal["lm", "gn"] = "lm",
+    method: Literal["lm", "gn", "dogleg"] = "lm",
     jac: Callable[[Tensor], Tensor] | None = None,
     max_iterations: int = 1000,
     ftol: float = 0.0,
@@ -74,7 +74,9 @@ def least_squares(
     backward: BackwardMode | None = None,
     **options: object,
 ) -> LeastSquaresResult:
-    """Minimize ``½ Σ fun(x)²`` from ``x0`` by Levenberg-Marquardt (``"lm"``) or Gauss-Newton (``"gn"``).
+    """Minimize ``½ Σ fun(x)²`` from ``x0`` by Levenberg-Marquardt (``"lm"``), Gauss-Newton (``"gn"``) or
+    Powell's dogleg (``"dogleg"``, its trust region a ball in z from radius 1: every parameter may
+    change by its own magnitude at first).
 
     The solve runs on the dimensionless problem: parameters ``z = x / x_scale`` (the default
     ``x_scale="start"`` is the start's magnitudes ``|x0|``, 1 where ``x0`` is 0; a positive float or
@@ -120,8 +122,8 @@ def least_squares(
     A non-finite residual or Jacobian raises ``slam.NonFiniteError`` (see ``slam.solve``); with
     ``method="gn"`` a rank-deficient Jacobian gives minimum-norm steps and ``converged=False``.
     """
-    if method not in ("lm", "gn"):
-        raise ValueError(f"method must be 'lm' or 'gn', got {method!r}")
+    if method not in ("lm", "gn", "dogleg"):
+        raise ValueError(f"method must be 'lm', 'gn' or 'dogleg', got {method!r}")
     x0 = torch.as_tensor(x0, dtype=torch.float64) if not isinstance(x0, Tensor) else x0
     if x0.ndim != 1:
         raise ValueError(f"x0 must be a 1-D tensor, got shape {tuple(x0.shape)}")
@@ -144,7 +146,7 @@ def least_squares(
     )
     if method == "lm":
         defaults.update(damping="levenberg", initial_damping=1e-3, rejected_step_tolerance=True)
-    optimizer = LevenbergMarquardt if method == "lm" else GaussNewton
+    optimizer = {"lm": LevenbergMarquardt, "gn": GaussNewton, "dogleg": Dogleg}[method]
     config = optimizer(**{**defaults, **options})  # type: ignore[arg-type]
     result = solve(problem, config, backward, differentiable=closes_over_grad or x0.requires_grad)
     x = scale * result[variable].data.reshape(-1)

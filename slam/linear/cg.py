@@ -50,9 +50,7 @@ class CGFactorization(Factorization):
 
     def __init__(self, structure: Structure, values: Tensor, blocks: list, max_iterations: int, tolerance: float):
         self.values, self.max_iterations, self.tolerance = values, max_iterations, tolerance
-        pattern = structure.pattern
-        self.rows, self.cols = pattern.rows.to(values.device), pattern.cols.to(values.device)
-        self.off = self.rows != self.cols
+        self.pattern = structure.pattern
         self.preconditioners = []
         ok = torch.isfinite(values.detach()).all(-1)
         for offset, d, slots in blocks:
@@ -72,9 +70,7 @@ class CGFactorization(Factorization):
         self.inexact = torch.zeros_like(ok)
 
     def matvec(self, x: Tensor) -> Tensor:
-        v = self.values
-        y = torch.zeros_like(x).index_add(1, self.rows, v * x[:, self.cols])
-        return y.index_add(1, self.cols[self.off], v[:, self.off] * x[:, self.rows[self.off]])
+        return self.pattern.matvec(self.values, x)
 
     def precondition(self, r: Tensor) -> Tensor:
         z = torch.zeros_like(r)

@@ -69,6 +69,13 @@ class SparsePattern:
     def nnz(self) -> int:
         return self.rows.numel()
 
+    def matvec(self, values: Tensor, x: Tensor) -> Tensor:
+        """``H x`` for the symmetric matrices given by ``values: (B, nnz)`` and ``x: (B, n)`` (differentiable)."""
+        rows, cols = self.rows.to(x.device), self.cols.to(x.device)
+        off = rows != cols
+        y = torch.zeros_like(x).index_add(1, rows, values * x[:, cols])
+        return y.index_add(1, cols[off], values[:, off] * x[:, rows[off]])
+
     @classmethod
     def from_coordinates(cls, n: int, rows: Tensor, cols: Tensor) -> tuple[SparsePattern, Tensor]:
         """Pattern of the given pairs plus the full diagonal, and where each pair lands.

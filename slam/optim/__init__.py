@@ -1,8 +1,11 @@
-"""Nonlinear optimizers (Gauss-Newton, Levenberg-Marquardt) and their differentiation modes."""
+"""Nonlinear optimizers (Gauss-Newton, Levenberg-Marquardt, dogleg) and their differentiation modes."""
 
-from .config import GaussNewton, Implicit, LevenbergMarquardt, Truncated, Unroll
+from .callbacks import History, LogIterations, ProgressBar
+from .config import Dogleg, GaussNewton, Implicit, LevenbergMarquardt, Truncated, Unroll
+from .gauss_newton import SingularSystemError
 from .result import IterationRecord, SolveResult
-from .solve import SingularSystemError, solve
+from .solve import solve
+from .termination import Termination
 
-__all__ = ["GaussNewton", "LevenbergMarquardt", "Unroll", "Truncated", "Implicit", "IterationRecord", "SolveResult",
-           "SingularSystemError", "solve"]
+__all__ = ["GaussNewton", "LevenbergMarquardt", "Dogleg", "Unroll", "Truncated", "Implicit", "IterationRecord",
+           "SolveResult", "SingularSystemError", "Termination", "History", "LogIterations", "ProgressBar", "solve"]

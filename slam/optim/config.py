@@ -6,9 +6,12 @@ Field names map one-to-one onto command-line flags and benchmark logs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 from ..linear.base import LinearSolver
+
+if TYPE_CHECKING:
+    from .steps import StepStrategy
 
 SolverChoice = Union[Literal["auto", "dense", "cholmod", "cg"], LinearSolver]
 
@@ -18,7 +21,8 @@ class _Common:
     max_iterations: int = 50
     """Upper bound on iterations (linearizations)."""
     function_tolerance: float = 1e-6
-    """Converged when an accepted step lowers the cost by at most this fraction of it."""
+    """Converged when an accepted step lowers the cost by at most this fraction of it (at least
+    128 eps of the dtype: float32 stops where float64 does; ``slam.optim.loop.tolerance_floors``)."""
     absolute_tolerance: float = 0.0
     """Converged when an accepted step lowers the cost by at most this much."""
     gradient_tolerance: float = 1e-10
@@ -30,7 +34,8 @@ class _Common:
     and it does not call a point converged where a direction has lost its influence (``Jⱼ`` tiny but
     still along ``r``: a plateau).  Columns with ``Hⱼⱼ = 0`` are skipped; 0 (default) disables it."""
     parameter_tolerance: float = 1e-8
-    """Converged when ``‖δ‖ <= tol · (‖x‖ + tol)`` (x: the storage of the free variables)."""
+    """Converged when ``‖δ‖ <= tol · (‖x‖ + tol)`` (x: the storage of the free variables; tol at least
+    32 eps of the dtype)."""
     cost_tolerance: float = 0.0
     """Converged when the cost is at most this."""
     linear_solver: SolverChoice = "auto"
@@ -64,6 +69,11 @@ class GaussNewton(_Common):
 
     step_size: float = 1.0
 
+    def strategy(self) -> type[StepStrategy]:
+        from .gauss_newton import GaussNewtonSteps
+
+        return GaussNewtonSteps
+
 
 @dataclasses.dataclass(frozen=True)
 class LevenbergMarquardt(_Common):
@@ -96,12 +106,45 @@ class LevenbergMarquardt(_Common):
     MINPACK's ``xtol`` test on its trust-region radius and Ceres' ``min_trust_region_radius`` do.
     Off by default: GTSAM, whose stopping rules ``slam.solve`` follows, tests accepted steps only."""
 
+    def strategy(self) -> type[StepStrategy]:
+        from .levenberg_marquardt import LevenbergMarquardtSteps
+
+        return LevenbergMarquardtSteps
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.initial_damping > 0:
             raise ValueError(f"initial_damping must be > 0, got {self.initial_damping}")
         if self.damping not in ("marquardt", "marquardt-current", "levenberg"):
             raise ValueError(f"damping must be marquardt, marquardt-current or levenberg, got {self.damping!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dogleg(_Common):
+    """Powell's dogleg in a trust region (GTSAM's ``DoglegOptimizer``, Ceres' ``DOGLEG``).
+
+    One factorization of ``H`` per linearization point gives the Gauss-Newton step; with the
+    Cauchy point (steepest descent to the model's minimum along ``-g``) it spans the dogleg path,
+    cut at the trust radius Δ.  Accepted when the gain ratio ρ exceeds ``min_step_quality``; ρ > 0.75
+    grows Δ to at least 3‖δ‖, ρ < 0.25 or a rejection shrinks it to ‖δ‖/2; a rejected step reuses
+    both steps (no refactorization).  Where ``H`` is singular (a free gauge) the Gauss-Newton step
+    of a slightly regularized ``H`` is used; the region bounds it.  Stops converged
+    ("parameter tolerance") once Δ is within ``parameter_tolerance`` (every later step is shorter).
+    """
+
+    initial_radius: float = 1.0
+    """Δ₀ in tangent units (GTSAM's ``deltaInitial``)."""
+    min_step_quality: float = 1e-3
+
+    def strategy(self) -> type[StepStrategy]:
+        from .dogleg import DoglegSteps
+
+        return DoglegSteps
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.initial_radius > 0:
+            raise ValueError(f"initial_radius must be > 0, got {self.initial_radius}")
 
 
 @dataclasses.dataclass(frozen=True)

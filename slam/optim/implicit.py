@@ -27,6 +27,7 @@ from ..linear.base import Factorization, LinearSolver
 from ..linear.cg import preconditioned_cg
 from ..problem import Problem, Values
 from .config import Implicit
+from .gauss_newton import SingularSystemError
 
 log = logging.getLogger("slam")
 
@@ -118,8 +119,6 @@ def _checked_solve(factorization: Factorization, v: Tensor) -> Tensor:
         log.warning("implicit backward: the iterative linear solve did not reach its tolerance for %d problem(s); "
                     "their gradients are approximate", failed)
         return w
-    from .solve import SingularSystemError
-
     problems = torch.nonzero(~ok).flatten().tolist()
     raise SingularSystemError(
         f"implicit backward: H w = v could not be solved at the solution of problem(s) {problems[:10]} (H is not "

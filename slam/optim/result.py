@@ -11,6 +11,7 @@ from torch import Tensor
 from liegeo import LieGroup
 
 from ..variables import Variable
+from .termination import Termination
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,10 +23,16 @@ class IterationRecord:
     """Cost after the iteration (unchanged where the step was rejected)."""
     step_norm: Tensor
     damping: Tensor
-    """λ used for this iteration's step (0 for Gauss-Newton)."""
+    """λ used for this iteration's step (0 for Gauss-Newton and dogleg)."""
     accepted: Tensor
     seconds: float
     """Wall time since the solve started."""
+    decrease: Tensor | None = None
+    """Cost before minus cost at the trial point (the decrease of an accepted step)."""
+    active: Tensor | None = None
+    """bool ``(B,)``: the problems that were still iterating in this iteration."""
+    radius: Tensor | None = None
+    """The trust-region radius Δ used for this step (dogleg; None for the others)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +50,8 @@ class SolveResult:
     """bool ``(B,)``: a tolerance was met (not the iteration limit, not a stall), and the last linear
     system was solved as positive definite (False after a Gauss-Newton minimum-norm step on a
     rank-deficient system; see ``termination``)."""
-    termination: list[str]
-    """Why each problem stopped."""
+    termination: list[Termination]
+    """Why each problem stopped (a ``str`` enum: ``termination[0] == "function tolerance"``)."""
     history: list[IterationRecord]
     solve_seconds: float
 

@@ -1,7 +1,8 @@
-"""``slam.solve``: Gauss-Newton / Levenberg-Marquardt over a batch of problems, differentiable.
+"""``slam.solve``: Gauss-Newton / Levenberg-Marquardt / dogleg over a batch of problems, differentiable.
 
-Every problem b of the batch keeps its own damping, acceptance decisions and
-termination; the iteration stops when all have stopped.  How gradients reach the
+The optimizer is a step strategy (``slam.optim.steps``) run by the shared loop
+(``slam.optim.loop``).  Every problem b of the batch keeps its own damping or trust radius,
+acceptance decisions and termination (``Termination``); the iteration stops when all have stopped.  How gradients reach the
 inputs (measurements, weights, robust scales, initial values) is the backward
 mode: ``Unroll``, ``Truncated(k)`` or ``Implicit`` (the default).  When nothing
 requires grad, the solve runs without recording a graph.
@@ -10,11 +11,11 @@ Failures are never reported as convergence:
 
 * A non-finite cost, residual, Jacobian or normal-equation entry at the initial point or at an
   accepted point raises ``NonFiniteError`` naming the cost, instance, problem and variables.
-  Levenberg-Marquardt rejects a trial point whose cost is not finite (the damping grows, as in
-  Ceres), but raises ``NonFiniteError`` (naming the term at the last such trial) when a problem
+  Levenberg-Marquardt and dogleg reject a trial point whose cost is not finite (the damping grows
+  or the region shrinks, as in Ceres), but raise ``NonFiniteError`` (naming the term at the last such trial) when a problem
   then ends without converging after such rejections, or meets a step or cost-change tolerance
   at the edge of the non-finite region (checked by one more step from the solution at the initial
-  damping: finite at a minimum, non-finite at such an edge).  Gauss-Newton takes every step, so a
+  damping or radius: finite at a minimum, non-finite at such an edge).  Gauss-Newton takes every step, so a
   non-finite cost there raises at once.
 * A linear solve that fails (``Factorization.ok`` False: not positive definite, non-finite, an
   iterative solve that broke down) or returns a non-finite step is never taken: LM rejects it;
@@ -31,7 +32,7 @@ import dataclasses
 import functools
 import logging
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -39,18 +40,19 @@ from torch import Tensor
 from liegeo import LieGroup
 
 from ..linear.base import LinearSolver
-from ..problem import NonFiniteError, Problem, Values
-from .config import BackwardMode, GaussNewton, Implicit, LevenbergMarquardt, Truncated, Unroll, _Common
+from ..problem import Problem, Values
+from .callbacks import History, LogIterations, ProgressBar
+from .config import BackwardMode, Dogleg, GaussNewton, Implicit, LevenbergMarquardt, Truncated, Unroll
+from .gauss_newton import SingularSystemError, gauss_newton_tail
 from .implicit import implicit_solution
-from .result import IterationRecord, SolveResult
+from .loop import Subscriber, make_strategy, run
+from .result import SolveResult
 
 log = logging.getLogger("slam")
 
-Optimizer = GaussNewton | LevenbergMarquardt
+Optimizer = GaussNewton | LevenbergMarquardt | Dogleg
 
-
-class SingularSystemError(RuntimeError):
-    """The Gauss-Newton system could not be factorized (a rank-deficient problem)."""
+__all__ = ["solve", "make_linear_solver", "SingularSystemError"]
 
 
 def make_linear_solver(choice: Any, problem: Problem) -> LinearSolver:
@@ -100,17 +102,20 @@ def solve(
     backward: BackwardMode | None = None,
     *,
     differentiable: bool | None = None,
+    callbacks: Sequence[Subscriber] = (),
 ) -> SolveResult:
     """Minimize ``problem``'s cost from its variables' current values.
 
     Args:
         problem: the costs and variables.
-        optimizer: ``LevenbergMarquardt()`` (default) or ``GaussNewton()`` with its settings.
+        optimizer: ``LevenbergMarquardt()`` (default), ``GaussNewton()`` or ``Dogleg()`` with its settings.
         backward: how gradients flow to the inputs: ``Implicit()`` (default), ``Unroll()``
             or ``Truncated(k)``.  Irrelevant (and free) when no input requires grad.
         differentiable: build the backward graph.  ``None`` (default) decides from the tensors
             the costs and variables hold; pass ``True`` when a residual closes over tensors
             that require grad, which the problem cannot see.
+        callbacks: called with every ``IterationRecord`` (besides the log lines, the progress bar
+            of ``progress=True`` and the history, which are subscribers too; ``slam.optim.callbacks``).
 
     Returns:
         A ``SolveResult``; ``result[variable]`` is that table's solution, differentiable
@@ -125,18 +130,28 @@ def solve(
         differentiable = any(t.requires_grad for t in _problem_tensors(problem))
     differentiable = differentiable and torch.is_grad_enabled()
 
-    if not differentiable or not isinstance(backward, Unroll):
-        with torch.no_grad():
-            state = _iterate(problem, optimizer, solver, [v.detach() for v in values], start)
-    else:
-        state = _iterate(problem, optimizer, solver, values, start)
+    history = History()
+    subscribers: list[Subscriber] = [history, LogIterations(), *callbacks]
+    bar = ProgressBar(optimizer.max_iterations) if optimizer.progress else None
+    if bar is not None:
+        subscribers.append(bar)
+    strategy = make_strategy(optimizer, problem, solver)
+    try:
+        if not differentiable or not isinstance(backward, Unroll):
+            with torch.no_grad():
+                state = run(problem, strategy, [v.detach() for v in values], start, subscribers)
+        else:
+            state = run(problem, strategy, values, start, subscribers)
+    finally:
+        if bar is not None:
+            bar.close()
     solution = state.values
     if differentiable and not isinstance(backward, Unroll):
         # Restart the graph at the solution, but keep fixed elements as the inputs they are: the
         # solution depends on them, and they are part of the output.
         restart = _with_fixed_inputs(problem, [v.detach() for v in solution], values)
         if isinstance(backward, Truncated):
-            solution = _iterate(problem, optimizer, solver, restart, start, iterations=backward.iterations).values
+            solution = gauss_newton_tail(problem, solver, restart, backward.iterations)
         else:
             solution = implicit_solution(problem, restart, solver, backward)
 
@@ -151,240 +166,8 @@ def solve(
         out[variable] = value if variable.batch_size is not None or problem.batched else value[0]
     return SolveResult(
         values=out, cost=final_cost, initial_cost=state.initial_cost, iterations=state.iterations,
-        converged=state.converged, termination=state.termination, history=state.history, solve_seconds=seconds,
+        converged=state.converged, termination=state.termination, history=list(history), solve_seconds=seconds,
     )
-
-
-@dataclasses.dataclass
-class _State:
-    values: Values
-    cost: Tensor
-    initial_cost: Tensor
-    damping: Tensor
-    iterations: Tensor
-    converged: Tensor
-    termination: list[str]
-    history: list[IterationRecord]
-
-
-def _iterate(
-    problem: Problem,
-    cfg: _Common,
-    solver: LinearSolver,
-    values: Values,
-    start: float,
-    *,
-    iterations: int | None = None,
-) -> _State:
-    """The shared GN/LM loop.  With ``iterations`` given, runs exactly that many undamped
-    Gauss-Newton steps, every step taken (the truncated backward mode's tail: at a solution,
-    LM's damping may have grown huge while rejecting steps that cannot lower the cost)."""
-    lm = isinstance(cfg, LevenbergMarquardt)
-    tail = iterations is not None
-    batch, structure = problem.batch_size, problem.structure
-    diagonal = structure.pattern.diagonal.to(problem.device)
-    dtype, device = problem.dtype, problem.device
-
-    lam = torch.full((batch,), cfg.initial_damping if lm and not tail else 0.0, dtype=dtype, device=device)
-    nu = torch.full((batch,), 2.0, dtype=dtype, device=device)
-    d_max = None
-    active = torch.ones(batch, dtype=torch.bool, device=device)
-    converged = torch.zeros(batch, dtype=torch.bool, device=device)
-    count = torch.zeros(batch, dtype=torch.long, device=device)
-    reasons = [""] * batch
-    history: list[IterationRecord] = []
-    rank_deficient = torch.zeros(batch, dtype=torch.bool, device=device)  # GN: the last system was singular
-    had_nonfinite = torch.zeros(batch, dtype=torch.bool, device=device)  # LM: some trial cost was not finite
-    nonfinite_since_accept = torch.zeros(batch, dtype=torch.bool, device=device)
-    nonfinite_values: Values | None = None  # per problem, its last trial point with a non-finite cost
-
-    def stop(mask: Tensor, reason: str, success: bool) -> None:
-        nonlocal active, converged
-        mask = mask & active
-        if bool(mask.any()):
-            for b in torch.nonzero(mask).flatten().tolist():
-                reasons[b] = reason
-            converged = converged | (mask if success else torch.zeros_like(mask))
-            active = active & ~mask
-
-    h, g, cost = problem.linearize(values)
-    initial_cost = cost.detach()
-    if structure.n == 0:
-        stop(active, "no free variables", True)
-    bar = _progress(cfg, iterations or cfg.max_iterations)
-    for it in range(iterations if tail else cfg.max_iterations):
-        if not tail:
-            stop(g.detach().abs().amax(-1) <= cfg.gradient_tolerance, "gradient tolerance", True)
-            if cfg.gradient_cosine_tolerance > 0:
-                cosine = _gradient_cosine(h, g, cost, diagonal)
-                stop(cosine <= cfg.gradient_cosine_tolerance, "gradient tolerance", True)
-            stop(cost.detach() <= cfg.cost_tolerance, "cost tolerance", True)
-            if not bool(active.any()):
-                break
-        marquardt = lm and cfg.damping in ("marquardt", "marquardt-current")
-        d = (h.detach()[:, diagonal].clamp(cfg.min_diagonal, cfg.max_diagonal)
-             if marquardt else torch.ones(batch, structure.n, dtype=dtype, device=device))
-        if lm and cfg.damping == "marquardt":  # running maximum (see LevenbergMarquardt.damping)
-            d = d if d_max is None else torch.maximum(d, d_max)
-            d_max = d
-        damped = h.index_add(1, diagonal, lam.unsqueeze(-1) * d) if lm and not tail else h
-        factorization = solver.factorize(structure, damped)
-        if tail and not bool(factorization.ok.all()):  # a singular JᵀJ (a free gauge): regularize slightly
-            scale = 1e-9 * h.detach()[:, diagonal].abs().amax(-1, keepdim=True).clamp_min(1e-30)
-            factorization = solver.factorize(structure, h.index_add(1, diagonal, scale.expand(-1, structure.n)))
-        step = factorization.solve(-g)
-        if not lm and not tail:
-            step = cfg.step_size * step
-        # A non-finite step (from finite H and g: linearize checked them) is a failed linear solve.
-        finite_step = torch.isfinite(step.detach()).all(-1)
-        ok = factorization.ok & finite_step
-        # An iterative solve that only missed its tolerance (no breakdown) still gives a step, an
-        # inexact Newton one as in Ceres; LM's gain ratio judges it.
-        inexact = getattr(factorization, "inexact", None)
-        if inexact is not None:
-            ok = ok | (inexact.to(ok.device) & finite_step)
-        if not lm:
-            # Gauss-Newton takes a solver's minimum-norm fallback (dense) on a rank-deficient system,
-            # and remembers it: such a solve never reports convergence (the solution is not unique).
-            fallback = getattr(factorization, "minimum_norm", None)
-            usable = ok | (fallback.to(ok.device) & finite_step) if fallback is not None else ok
-            if not tail:
-                if not bool(usable[active].all()):
-                    raise SingularSystemError(
-                        f"the Gauss-Newton system could not be solved by the {solver.name} solver (singular, not "
-                        "positive definite, or a failed iterative solve): some direction may be unconstrained (an "
-                        "unfixed gauge or a variable no cost determines); fix a variable, add a prior, or use "
-                        "LevenbergMarquardt"
-                    )
-                rank_deficient = torch.where(active, ~ok, rank_deficient)
-            ok = usable
-        if not bool(ok.all()):
-            step = torch.where(ok.unsqueeze(-1), step, torch.zeros_like(step))  # nothing non-finite is retracted
-        candidate = problem.retract(values, step)
-        new_cost = problem.cost(candidate)
-
-        with torch.no_grad():
-            if lm and not tail:  # a non-finite cost at a trial point rejects the step (the damping grows)
-                nonfinite = active & ok & ~torch.isfinite(new_cost)
-                if bool(nonfinite.any()):
-                    had_nonfinite = had_nonfinite | nonfinite
-                    nonfinite_values = problem.select(nonfinite, candidate, nonfinite_values or candidate)
-                nonfinite_since_accept = nonfinite_since_accept | nonfinite
-            decrease = cost - new_cost
-            step_norm = step.norm(dim=-1)
-            if lm and not tail:
-                predicted = 0.5 * ((lam.unsqueeze(-1) * d * step - g) * step).sum(-1)
-                quality = decrease / predicted
-                # Near the minimum the predicted decrease falls below the cost's rounding error and
-                # `quality` is noise; such a step is still the model's best, so take it unless the cost
-                # rose by more than rounding (otherwise LM stalls ~sqrt(eps) short of the minimum).
-                rounding = 16.0 * torch.finfo(dtype).eps * cost.abs()
-                noise_level = (predicted.abs() <= rounding) & (decrease >= -rounding)
-                accept = active & ok & torch.isfinite(new_cost) & ((quality > cfg.min_step_quality) | noise_level)
-                shrink = torch.clamp(1.0 - (2.0 * quality - 1.0) ** 3, min=cfg.min_damping_decrease)
-                shrink = torch.where(noise_level, torch.ones_like(shrink), shrink)
-                lam_used = lam
-                lam = torch.where(accept, lam * torch.nan_to_num(shrink, nan=1.0), torch.where(active, lam * nu, lam))
-                nu = torch.where(accept, torch.full_like(nu, 2.0), torch.where(active, 2.0 * nu, nu))
-                nonfinite_since_accept = nonfinite_since_accept & ~accept
-            else:
-                accept, lam_used = active & ok, lam
-        count = count + active.long()
-        values = problem.select(accept, candidate, values) if not bool(accept.all()) else candidate
-        if bool(accept.any()):
-            previous = cost
-            h, g, cost = problem.linearize(values)
-            if not tail:
-                with torch.no_grad():
-                    x_norm = _storage_norm(values)
-                    # |decrease|: an (always taken) Gauss-Newton step may also raise the cost slightly.
-                    change = decrease.abs()
-                    # a tolerance of 0 disables its test (an exactly unchanged cost is no reason to stop)
-                    if cfg.function_tolerance > 0:
-                        stop(accept & (change <= cfg.function_tolerance * previous.detach()), "function tolerance", True)
-                    if cfg.absolute_tolerance > 0:
-                        stop(accept & (change <= cfg.absolute_tolerance), "absolute tolerance", True)
-                    if cfg.parameter_tolerance > 0:
-                        stop(accept & (step_norm <= cfg.parameter_tolerance * (x_norm + cfg.parameter_tolerance)),
-                             "parameter tolerance", True)
-        if lm and not tail and cfg.rejected_step_tolerance and cfg.parameter_tolerance > 0:
-            with torch.no_grad():  # later trials from this point are shorter still (see the config field)
-                x_norm = _storage_norm(values)
-                short = step_norm <= cfg.parameter_tolerance * (x_norm + cfg.parameter_tolerance)
-                stop(~accept & ok & torch.isfinite(new_cost) & short, "parameter tolerance", True)
-        if lm and not tail:
-            exceeded = lam > cfg.max_damping
-            stop(exceeded & ~ok, "the linear solver failed (not positive definite, non-finite, or an iterative "
-                 "breakdown) at every damping up to the maximum", False)
-            stop(exceeded, "no decrease possible (damping exceeded its maximum)", False)
-        record = IterationRecord(it, cost.detach().clone(), step_norm, lam_used.clone(), accept, time.perf_counter() - start)
-        history.append(record)
-        _log_iteration(record, decrease, int(active.sum()), batch)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(cost=f"{float(cost.detach().mean()):.4e}")
-    if bar is not None:
-        bar.close()
-    if not tail:
-        stop(active, "maximum iterations", False)
-        if lm and bool(had_nonfinite.any()):
-            _check_nonfinite_stops(problem, cfg, solver, values, h, g, d_max, converged, reasons, had_nonfinite,
-                                   nonfinite_since_accept, nonfinite_values)
-        if bool(rank_deficient.any()):
-            for b in torch.nonzero(rank_deficient & converged).flatten().tolist():
-                reasons[b] += (" (not converged: the last Gauss-Newton system was rank-deficient; its minimum-norm "
-                               "step was taken and the solution is not unique)")
-            converged = converged & ~rank_deficient
-    return _State(values, cost.detach(), initial_cost, lam, count, converged, reasons, history)
-
-
-_TOLERANCE_STOPS = ("function tolerance", "absolute tolerance", "parameter tolerance")
-
-
-def _check_nonfinite_stops(problem: Problem, cfg: LevenbergMarquardt, solver: LinearSolver, values: Values,
-                           h: Tensor, g: Tensor, d_max: Tensor | None, converged: Tensor, reasons: list[str],
-                           had_nonfinite: Tensor, nonfinite_since_accept: Tensor, nonfinite_values: Values | None) -> None:
-    """Raise ``NonFiniteError`` where non-finite trial costs, not a minimum, ended a problem's solve.
-
-    Non-finite trials are rejected steps (as in Ceres), but a solve may then stall at the edge of the
-    region where the cost is finite: (a) it ends without converging after such rejections (damping
-    or iteration limit), or (b) it meets a step or cost tolerance there.  For (b) one more step is
-    tried from the solution at the initial damping: at a minimum it is tiny and finite; at such an
-    edge it leads back into the non-finite region.
-    """
-    structure = problem.structure
-    batch = problem.batch_size
-    blocked = ~converged & nonfinite_since_accept
-    where, context = nonfinite_values, None
-    if bool(blocked.any()):
-        b = int(torch.nonzero(blocked)[0])
-        context = f"Levenberg-Marquardt stopped ({reasons[b]}) after rejecting steps to points where it is not finite"
-    else:
-        suspect = converged & had_nonfinite & torch.tensor([r in _TOLERANCE_STOPS for r in reasons], device=converged.device)
-        if not bool(suspect.any()):
-            return
-        with torch.no_grad():
-            diagonal = structure.pattern.diagonal.to(h.device)
-            if cfg.damping in ("marquardt", "marquardt-current"):
-                d = h.detach()[:, diagonal].clamp(cfg.min_diagonal, cfg.max_diagonal)
-                d = torch.maximum(d, d_max) if cfg.damping == "marquardt" and d_max is not None else d
-            else:
-                d = torch.ones_like(g)
-            factorization = solver.factorize(structure, h.detach().index_add(1, diagonal, cfg.initial_damping * d))
-            step = factorization.solve(-g.detach())
-            usable = suspect & factorization.ok & torch.isfinite(step).all(-1)
-            trial = problem.retract(values, torch.where(usable.unsqueeze(-1), step, torch.zeros_like(step)))
-            bad = usable & ~torch.isfinite(problem.cost(trial))
-        if not bool(bad.any()):
-            return
-        b, where = int(torch.nonzero(bad)[0]), trial
-        context = (f"Levenberg-Marquardt met its {reasons[b]} at the edge of a region where the cost is not finite "
-                   "(not at a minimum: the step from there leads to a non-finite cost)")
-    mask = torch.zeros(batch, dtype=torch.bool, device=converged.device)
-    mask[b] = True
-    error = problem.nonfinite_error(where, jacobians=False, problems=mask)
-    raise NonFiniteError(f"{error}; {context}", cost=error.cost, instance=error.instance, problem=error.problem,
-                         variables=error.variables, quantity=error.quantity)
 
 
 def _with_fixed_inputs(problem: Problem, solution: Values, inputs: Values) -> Values:
@@ -396,46 +179,6 @@ def _with_fixed_inputs(problem: Problem, solution: Values, inputs: Values) -> Va
             value = value._new(torch.where(mask, original.data, value.data))
         out.append(value)
     return out
-
-
-def _gradient_cosine(h: Tensor, g: Tensor, cost: Tensor, diagonal: Tensor) -> Tensor:
-    """``max_j |gⱼ| / (‖Jⱼ‖ ‖r‖)`` per problem, with ``‖Jⱼ‖² = Hⱼⱼ`` and ``‖r‖² = 2 cost`` (columns with
-    ``Hⱼⱼ = 0`` skipped; 0 where the cost is 0)."""
-    with torch.no_grad():
-        residual_norm = torch.sqrt(2.0 * cost.detach().clamp_min(0.0)).unsqueeze(-1)
-        scale = h.detach()[:, diagonal].clamp_min(0.0).sqrt() * residual_norm
-        positive = scale > 0
-        cosine = g.detach().abs() / torch.where(positive, scale, torch.ones_like(scale))
-        return torch.where(positive, cosine, torch.zeros_like(cosine)).amax(-1)
-
-
-def _storage_norm(values: Values) -> Tensor:
-    return torch.sqrt(sum(v.data.detach().square().flatten(1).sum(-1) for v in values))
-
-
-def _log_iteration(record: IterationRecord, decrease: Tensor, active: int, batch: int) -> None:
-    if not log.isEnabledFor(logging.INFO):
-        return
-    if batch == 1:
-        before = float(record.cost[0] + decrease[0]) if bool(record.accepted[0]) else float(record.cost[0])
-        relative = float(decrease[0]) / before if before else 0.0
-        log.info("iter %3d  cost %.6e  rel. decrease %+.2e  damping %.1e  step %.2e  %s  %.3f s",
-                 record.iteration, float(record.cost[0]), relative, float(record.damping[0]),
-                 float(record.step_norm[0]), "accepted" if bool(record.accepted[0]) else "rejected", record.seconds)
-    else:
-        log.info("iter %3d  mean cost %.6e  accepted %d/%d  active %d/%d  %.3f s", record.iteration,
-                 float(record.cost.mean()), int(record.accepted.sum()), batch, active, batch, record.seconds)
-
-
-def _progress(cfg: _Common, total: int) -> Any:
-    if not cfg.progress:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        log.warning("progress=True needs tqdm (pip install tqdm); continuing without a bar")
-        return None
-    return tqdm(total=total, desc="solve", unit="it")
 
 
 def _problem_tensors(problem: Problem) -> Iterator[Tensor]:
