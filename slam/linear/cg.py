@@ -8,6 +8,7 @@ Cholesky factor would not fit.  Differentiable by unrolling its iterations.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -148,11 +149,33 @@ class ConjugateGradient(LinearSolver):
 
     name = "cg"
 
-    def __init__(self, max_iterations: int = 500, tolerance: float = 1e-10):
-        self.max_iterations, self.tolerance = max_iterations, tolerance
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        max_iterations: int = 500
+        tolerance: float = 1e-10
 
-    def factorize(self, structure: Structure, values: Tensor) -> CGFactorization:
+        def __post_init__(self) -> None:
+            if self.max_iterations < 1 or not self.tolerance > 0:
+                raise ValueError(f"ConjugateGradient needs max_iterations >= 1 and tolerance > 0, got {self}")
+
+    def __init__(self, max_iterations: int = 500, tolerance: float = 1e-10, *, options: Options | None = None):
+        self.options = options if options is not None else self.Options(max_iterations, tolerance)
+
+    @property
+    def max_iterations(self) -> int:
+        return self.options.max_iterations
+
+    @property
+    def tolerance(self) -> float:
+        return self.options.tolerance
+
+    def analyze(self, structure: Structure) -> ConjugateGradient:
         key = ("cg-blocks",)
         if key not in structure.shared_cache:  # positions only: shared by problems of one shape
             structure.shared_cache[key] = _block_positions(structure)
-        return CGFactorization(structure, values, structure.shared_cache[key], self.max_iterations, self.tolerance)
+        return self
+
+    def factorize(self, structure: Structure, values: Tensor) -> CGFactorization:
+        self.analyze(structure)
+        return CGFactorization(structure, values, structure.shared_cache[("cg-blocks",)], self.max_iterations,
+                               self.tolerance)

@@ -356,19 +356,53 @@ def _have_numba() -> bool:
 
 class SchurComplement(LinearSolver):
     """Eliminate the elements of ``eliminate`` (e.g. the points of bundle adjustment), then solve the
-    reduced system by dense or sparse Cholesky or block-Jacobi PCG (``reduced``, see the module).  ``backend``: ``"numba"``
-    (CPU), ``"torch"`` (any device) or ``"auto"``.  Bound to a problem by the optimizer (``prepare``)."""
+    reduced system ``S`` (see the module).  ``reduced`` is the reduced system's solver, as a solver
+    object: ``DenseCholesky()`` (``S`` dense), ``SparseCholesky()`` (``S`` in its own sparsity pattern,
+    CHOLMOD) or ``ConjugateGradient(max_iterations, tolerance)`` (block-Jacobi PCG on ``S``, its
+    settings taken from the object); the names ``"dense"``, ``"sparse"``, ``"pcg"`` and ``"auto"``
+    (dense up to ``DENSE_REDUCED_LIMIT`` kept dimensions, sparse beyond) mean the same.
+    ``backend``: ``"numba"`` (CPU), ``"torch"`` (any device) or ``"auto"``.  Bound to a problem by the
+    optimizer (``prepare``)."""
 
     name = "schur"
 
-    def __init__(self, eliminate: Variable, *, reduced: str = "auto", tolerance: float = 1e-10,
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        reduced: str = "auto"
+        """``"auto"``, ``"dense"``, ``"sparse"`` or ``"pcg"`` (from the reduced solver object, if one was given)."""
+        tolerance: float = 1e-10
+        """PCG's relative residual (``reduced="pcg"``)."""
+        max_iterations: int = 500
+        backend: str = "auto"
+
+        def __post_init__(self) -> None:
+            if self.reduced not in ("auto", "dense", "sparse", "pcg"):
+                raise ValueError(f"reduced must be auto, dense, sparse or pcg, got {self.reduced!r}")
+            if self.backend not in ("auto", "numba", "torch"):
+                raise ValueError(f"backend must be auto, numba or torch, got {self.backend!r}")
+
+    def __init__(self, eliminate: Variable, *, reduced: str | LinearSolver = "auto", tolerance: float = 1e-10,
                  max_iterations: int = 500, backend: str = "auto", _table: int | None = None):
-        if reduced not in ("auto", "dense", "sparse", "pcg"):
-            raise ValueError(f"reduced must be auto, dense, sparse or pcg, got {reduced!r}")
-        if backend not in ("auto", "numba", "torch"):
-            raise ValueError(f"backend must be auto, numba or torch, got {backend!r}")
-        self.eliminate, self.reduced, self.backend, self._table = eliminate, reduced, backend, _table
-        self.tolerance, self.max_iterations = tolerance, max_iterations
+        if isinstance(reduced, LinearSolver):
+            reduced, tolerance, max_iterations = _reduced_choice(reduced, tolerance, max_iterations)
+        self.options = self.Options(reduced, tolerance, max_iterations, backend)
+        self.eliminate, self._table = eliminate, _table
+
+    @property
+    def reduced(self) -> str:
+        return self.options.reduced
+
+    @property
+    def backend(self) -> str:
+        return self.options.backend
+
+    @property
+    def tolerance(self) -> float:
+        return self.options.tolerance
+
+    @property
+    def max_iterations(self) -> int:
+        return self.options.max_iterations
 
     def prepare(self, problem: Any) -> SchurComplement:
         return SchurComplement(self.eliminate, reduced=self.reduced, tolerance=self.tolerance,
@@ -376,12 +410,7 @@ class SchurComplement(LinearSolver):
                                _table=problem.position(self.eliminate))
 
     def factorize(self, structure: Structure, values: Tensor) -> SchurFactorization:
-        if self._table is None:
-            raise RuntimeError("SchurComplement must be prepared for a problem (the optimizers do this)")
-        key = ("schur", self._table)
-        if key not in structure.shared_cache:  # shape-only tables: shared by problems of one structure
-            structure.shared_cache[key] = SchurLayout.analyze(structure, self._table)
-        layout = structure.shared_cache[key]
+        layout = structure.shared_cache[("schur", self.analyze(structure)._table)]
         backend = self.backend
         if backend == "auto":  # numba on the CPU where installed; torch on other devices
             backend = "numba" if values.device.type == "cpu" and _have_numba() else "torch"
@@ -391,5 +420,30 @@ class SchurComplement(LinearSolver):
             reduced = "sparse" if large else "dense"
         return SchurFactorization(structure, layout, values, reduced, self.tolerance, self.max_iterations, backend)
 
+    def analyze(self, structure: Structure) -> SchurComplement:
+        """The block layout of ``H`` (shape only: shared by the problems of one structure)."""
+        if self._table is None:
+            raise RuntimeError("SchurComplement must be prepared for a problem (the optimizers do this)")
+        key = ("schur", self._table)
+        if key not in structure.shared_cache:
+            structure.shared_cache[key] = SchurLayout.analyze(structure, self._table)
+        return self
+
     def __repr__(self) -> str:
         return f"SchurComplement(eliminate={self.eliminate.name}, reduced={self.reduced})"
+
+
+def _reduced_choice(solver: LinearSolver, tolerance: float, max_iterations: int) -> tuple[str, float, int]:
+    """The reduced-system algorithm a solver object stands for, and its settings."""
+    from .cg import ConjugateGradient
+    from .dense import DenseCholesky
+    from .sparse import SparseCholesky
+
+    if isinstance(solver, ConjugateGradient):
+        return "pcg", solver.tolerance, solver.max_iterations
+    if isinstance(solver, SparseCholesky):
+        return "sparse", tolerance, max_iterations
+    if isinstance(solver, DenseCholesky):
+        return "dense", tolerance, max_iterations
+    raise TypeError(f"SchurComplement's reduced solver must be DenseCholesky, SparseCholesky or ConjugateGradient, "
+                    f"got {solver!r}")

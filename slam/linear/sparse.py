@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import Tensor
 
 from ..structure import Structure
@@ -27,12 +29,36 @@ class SparseCholesky(LinearSolver):
 
     name = "cholmod"
 
-    def __init__(self, backend: str = "auto"):
-        self.backend = backend
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        backend: str = "auto"
+        """``"cholmod"``, ``"scipy"`` (SuperLU) or ``"auto"`` (CHOLMOD where installed)."""
+        mode: str = "auto"
+        """CHOLMOD's ``"simplicial"`` or ``"supernodal"`` factorization, or ``"auto"`` by the fill."""
 
-    def factorize(self, structure: Structure, values: Tensor) -> SparseFactorization:
-        key = ("sparse-cholesky", self.backend)
+        def __post_init__(self) -> None:
+            if self.backend not in ("auto", "cholmod", "scipy") or self.mode not in ("auto", "simplicial", "supernodal"):
+                raise ValueError(f"unknown SparseCholesky options {self}")
+
+    def __init__(self, backend: str = "auto", *, mode: str = "auto", options: Options | None = None):
+        self.options = options if options is not None else self.Options(backend, mode)
+
+    @property
+    def backend(self) -> str:
+        return self.options.backend
+
+    def analyze(self, structure: Structure) -> SparseCholesky:
+        """Build this problem's factorizer and the symbolic analysis (shared by problems of one shape)."""
+        self._factorizer(structure).analyze()
+        return self
+
+    def _factorizer(self, structure: Structure) -> BatchedSparseCholesky:
+        key = ("sparse-cholesky", self.options)
         if key not in structure.solver_cache:
             structure.solver_cache[key] = BatchedSparseCholesky(structure.pattern, backend=self.backend,
-                                                                symbolic_cache=structure.shared_cache)
-        return SparseFactorization(structure.solver_cache[key], values)
+                                                                symbolic_cache=structure.shared_cache,
+                                                                mode=self.options.mode)
+        return structure.solver_cache[key]
+
+    def factorize(self, structure: Structure, values: Tensor) -> SparseFactorization:
+        return SparseFactorization(self._factorizer(structure), values)

@@ -239,11 +239,7 @@ class BatchedSparseCholesky:
             return lu
         cholmod = _cholmod()
         self._matrix.data = data  # CHOLMOD reads only this (lower) triangle
-        if self._symbolic is None:
-            key = ("cholmod-symbolic", self.pattern.n, self.pattern.nnz, self.mode)
-            if key not in self._symbolic_cache:
-                self._symbolic_cache[key] = self._analyze(cholmod, self.mode)
-            self._symbolic, self.mode = self._symbolic_cache[key]
+        self.analyze()
         factor = self._spare.pop() if self._spare else self._symbolic.copy()
         try:
             factor.cholesky_inplace(self._matrix)
@@ -258,6 +254,16 @@ class BatchedSparseCholesky:
                 self._spare.append(factor)
                 return None
         return factor
+
+    def analyze(self) -> None:
+        """The symbolic analysis (ordering, and CHOLMOD's choice of mode), once: it depends on the pattern
+        only, and is kept in the shared ``symbolic_cache``.  Nothing to do for SuperLU."""
+        if self.backend != "cholmod" or self._symbolic is not None:
+            return
+        key = ("cholmod-symbolic", self.pattern.n, self.pattern.nnz, self.mode)
+        if key not in self._symbolic_cache:
+            self._symbolic_cache[key] = self._analyze(_cholmod(), self.mode)
+        self._symbolic, self.mode = self._symbolic_cache[key]
 
     def _analyze(self, cholmod: Any, mode: str) -> tuple[Any, str]:
         """The symbolic factorization and its mode; ``"auto"``: simplicial or supernodal by the work

@@ -125,6 +125,7 @@ def solve(
     backward = backward if backward is not None else Implicit()
     solver = make_linear_solver(optimizer.linear_solver, problem)
     start = time.perf_counter()
+    solver.analyze(problem.structure)  # the sparsity-only work, once per structure
     values = problem.initial_values()
     if differentiable is None:
         differentiable = any(t.requires_grad for t in _problem_tensors(problem))
