@@ -203,7 +203,9 @@ class SO3(SOBase):
         # is log(±q) on the principal branch, θ ∈ [0, π].
         v, w = self.data[..., :3], self.data[..., 3]
         sign = 1.0 - 2.0 * (w < 0).to(w.dtype)
-        scale = 2.0 * sign * _math.atan2_sqrt_over_sqrt(_math.squared_norm(v), w.abs())
+        # sign · w, not w.abs(): the same value, and torch's double backward of abs imports torch._dynamo
+        # (~1 s on the first exact-Hessian implicit backward of a process; torch 2.13)
+        scale = 2.0 * sign * _math.atan2_sqrt_over_sqrt(_math.squared_norm(v), sign * w)
         return scale.unsqueeze(-1) * v
 
     _multiply_parts = staticmethod(quaternion_multiply_parts)

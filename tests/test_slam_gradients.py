@@ -209,3 +209,24 @@ def test_solver_layer_trains(generator):
         group["lr"] = 1e-2 / float(bias.grad.norm())
     sgd.step()
     assert loss() < before
+
+
+def test_first_exact_implicit_backward_pays_no_torch_compiler_import():
+    """torch's double backward of ``abs`` imports torch._dynamo (~1 s, once per process): the exact-Hessian
+    backward through SE(3) costs must not take it (a fresh process, so that nothing imported it before)."""
+    import subprocess
+    import sys
+
+    script = """
+import dataclasses, sys, torch, slam
+from liegeo import SE3
+from slam.pgo import synthetic_graph
+graph, _ = synthetic_graph(SE3, 20, 5)
+graph = dataclasses.replace(graph, measurements=SE3(graph.measurements.data.clone().requires_grad_(True)))
+problem, poses = graph.problem()
+slam.solve(problem, backward=slam.Implicit(hessian="exact"))[poses].data.sum().backward()
+assert graph.measurements.data.grad is not None and bool(torch.isfinite(graph.measurements.data.grad).all())
+print("torch._dynamo" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
