@@ -213,6 +213,12 @@ class LieGroup(abc.ABC):
         j_d = self.jr(delta).expand(*batch, self.tangent_dim, self.tangent_dim)
         return out, (j_x, j_d)
 
+    @classmethod
+    def retraction_path(cls, dtype: torch.dtype, device: torch.device | str) -> str:
+        """How ``retract_step`` runs for values of this dtype and device (when nothing needs autograd):
+        ``"torch"``, or the fused kernel a group supplies."""
+        return "torch"
+
     def retract_step(self, delta: Tensor) -> Self:
         """``x · Exp(δ)`` for an optimizer's step over a whole table: the value of ``retract`` (to
         rounding), by the group's fused kernel where it has one and the inputs allow it (CPU float64,

@@ -21,6 +21,13 @@ class SE3(SEBase):
 
     param_dim: ClassVar[int] = 7
 
+    @classmethod
+    def retraction_path(cls, dtype: torch.dtype, device: torch.device | str) -> str:
+        from ._kernels import numba_available
+
+        fused = dtype == torch.float64 and torch.device(device).type == "cpu" and numba_available()
+        return "fused kernel (liegeo._se3_kernels)" if fused else "torch"
+
     def retract_step(self, delta: Tensor) -> SE3:
         """``retract`` by the fused kernel of ``liegeo._se3_kernels`` where the inputs allow it."""
         if self.data.dtype == torch.float64 and self.data.device.type == "cpu":  # before importing numba

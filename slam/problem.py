@@ -16,6 +16,7 @@ from torch import Tensor
 from liegeo import LieGroup
 
 from .costs.base import Cost
+from .plan import CostPlan, Plan, VariablePlan
 from .structure import Structure, analyze, structure_key
 from .variables import Variable
 
@@ -71,7 +72,7 @@ class Problem:
         self.batched = bool(sizes) or any(v.batch_size is not None for v in self.variables)
         reference = self.variables[0].value
         self.dtype, self.device = reference.dtype, reference.device
-        self._structure: Structure | None = None
+        self._plan: Plan | None = None
 
     def prepare(self) -> Problem:
         """Load what the costs' fast paths need (``Cost.prepare``: compiled kernels) now, outside any
@@ -85,11 +86,10 @@ class Problem:
 
     # ------------------------------------------------------------------ structure
 
-    @property
-    def structure(self) -> Structure:
-        """The sparsity analysis, shared by every problem of the same shape (with this problem's own
-        linear-solver state: ``Structure.for_problem``)."""
-        if self._structure is None:
+    def analyze(self) -> Plan:
+        """The frozen plan of this problem (``slam.plan``), made once (the first solve does it): the
+        sparsity structure, and what linearizes each cost and retracts each variable table."""
+        if self._plan is None:
             tables = [(v.num, v.tangent_dim, v.fixed) for v in self.variables]
             costs = [[(self.position(r.variable), r.index) for r in c.variables] for c in self.costs]
             key = structure_key(tables, costs)
@@ -97,8 +97,22 @@ class Problem:
                 if len(_STRUCTURES) >= _STRUCTURE_CACHE_SIZE:
                     _STRUCTURES.pop(next(iter(_STRUCTURES)))
                 _STRUCTURES[key] = analyze(tables, costs)
-            self._structure = _STRUCTURES[key].for_problem()
-        return self._structure
+            structure = _STRUCTURES[key].for_problem()
+            self._plan = Plan(
+                structure=structure,
+                costs=tuple(CostPlan(c.name, c.num, c.linearization_path(self.dtype, self.device)) for c in self.costs),
+                variables=tuple(VariablePlan(v.name, type(v.value).__name__, v.num, t.num_free,
+                                             type(v.value).retraction_path(self.dtype, self.device))
+                                for v, t in zip(self.variables, structure.tables)),
+                batch_size=self.batch_size, dtype=self.dtype, device=self.device,
+            )
+        return self._plan
+
+    @property
+    def structure(self) -> Structure:
+        """The sparsity analysis of the plan, shared by every problem of the same shape (with this
+        problem's own linear-solver state: ``Structure.for_problem``)."""
+        return self.analyze().structure
 
     # ------------------------------------------------------------------ values
 

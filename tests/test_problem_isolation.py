@@ -71,3 +71,37 @@ def test_auto_without_cholmod_takes_superlu_and_says_so(monkeypatch, caplog):
     torch.testing.assert_close(result.cost, reference.cost, rtol=1e-9, atol=1e-12)
     assert solver.factorize(problem.structure, problem.linearize(problem.initial_values())[0]).ok.all()
     assert next(iter(problem.structure.solver_cache.values())).backend == "scipy"
+
+
+def test_the_plan_is_made_once_and_names_what_runs():
+    graph = _graph(3)
+    problem, _ = graph.problem()
+    plan = problem.analyze()
+    assert problem.analyze() is plan and problem.structure is plan.structure
+    slam.solve(problem)
+    assert problem.analyze() is plan  # the solve ran this plan, it did not make another
+    assert plan.unknowns == problem.structure.n and plan.batch_size == 1 and plan.dtype == torch.float64
+    (cost,), (variable,) = plan.costs, plan.variables
+    assert cost.instances == graph.num_edges and variable.free == graph.num_poses - 1
+    from liegeo._kernels import numba_available
+
+    if numba_available():
+        assert "fused kernel" in cost.linearization and "fused kernel" in variable.retraction
+    float32, _ = graph.to(dtype=torch.float32).problem()
+    plan32 = float32.analyze()
+    assert plan32.costs[0].linearization == "analytic Jacobians" and plan32.variables[0].retraction == "torch"
+    assert plan32.structure.pattern is plan.structure.pattern  # one analysis per shape
+    assert "between" in plan.describe()
+
+
+@pytest.mark.parametrize("device, n, expected", [("cpu", 50, "DenseCholesky"), ("cpu", 5000, "SparseCholesky"),
+                                                 ("cuda", 500, "DenseCholesky"), ("cuda", 5000, "ConjugateGradient")])
+def test_the_automatic_linear_solver_follows_the_device(device, n, expected):
+    from slam.optim.solve import choose_linear_solver
+
+    solver, reason = choose_linear_solver(n, device, have_cholmod=True)
+    assert type(solver).__name__ == expected
+    assert ("not on the CPU" in reason) == (expected == "ConjugateGradient")
+    without, why = choose_linear_solver(n, device, have_cholmod=False)
+    assert type(without).__name__ == expected  # SuperLU behind SparseCholesky on the CPU, never PCG there
+    assert ("SuperLU" in why) == (expected == "SparseCholesky")

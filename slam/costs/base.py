@@ -34,13 +34,19 @@ import torch
 from torch import Tensor
 
 from liegeo import LieGroup
-from liegeo._kernels import kernel_inputs_ok  # noqa: F401  (the cost modules' rule for their kernels)
+from liegeo._kernels import kernel_inputs_ok, numba_available  # noqa: F401  (the cost modules' rule for their kernels)
 
 from ..robust import RobustLoss
 from ..variables import VariableRef
 from ..weights import Weight
 
 JacobianMode = Literal["auto", "reverse", "forward"]
+
+
+def _fused_inputs(dtype: torch.dtype, device: torch.device | str) -> bool:
+    """Whether values of this dtype and device can take a fused CPU kernel (``kernel_inputs_ok`` for
+    tensors that need no autograd)."""
+    return dtype == torch.float64 and torch.device(device).type == "cpu" and numba_available()
 
 
 class Linearization(NamedTuple):
@@ -132,6 +138,12 @@ class Cost:
         j = torch.cat([weight.whiten_jacobian(x) for x in parts] if weight is not None else parts, dim=-1)
         jt = j.mT
         return Linearization(r, j, jt @ j, (jt @ r.unsqueeze(-1)).squeeze(-1))
+
+    def linearization_path(self, dtype: torch.dtype, device: torch.device | str) -> str:
+        """How ``linearize`` runs for values of this dtype and device when nothing needs autograd:
+        ``"analytic Jacobians"``, ``"autodiff"``, or the fused kernel a cost with a fast path names
+        (its module overrides this with ``linearize``).  With inputs that require grad, the torch path."""
+        return "analytic Jacobians" if self.has_analytic_jacobians else f"autodiff ({self.jacobian_mode})"
 
     def prepare(self) -> None:
         """Load what this cost's fast path needs (compiled kernels), so that a timed solve does not

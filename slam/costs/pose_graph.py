@@ -16,7 +16,7 @@ from torch import Tensor
 from liegeo import SE2, SE3, LieGroup
 
 from ..weights import SqrtInformation
-from .base import Linearization, kernel_inputs_ok, residual
+from .base import Linearization, _fused_inputs, kernel_inputs_ok, residual
 
 
 def _kernels(group: type = SE3):
@@ -87,6 +87,13 @@ class Between(residual(_between, jacobians=_between_jacobians)):
     def _batch(self, x_i: LieGroup, x_j: LieGroup) -> int:
         return max(x_i.data.reshape(-1, self.num, x_i.param_dim).shape[0],
                    x_j.data.reshape(-1, self.num, x_j.param_dim).shape[0])
+
+    def linearization_path(self, dtype: torch.dtype, device: torch.device | str) -> str:
+        group = type(self.data["measurement"])
+        if (group in _FUSED and (self.weight is None or isinstance(self.weight, SqrtInformation))
+                and _fused_inputs(dtype, device)):
+            return f"fused kernel (slam._{group.__name__.lower()}_kernels)"
+        return super().linearization_path(dtype, device)
 
     def prepare(self) -> None:
         measurement = self.data["measurement"]

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from liegeo import SE3, Euclidean, LieGroup
 
-from .base import Linearization, kernel_inputs_ok, residual
+from .base import Linearization, _fused_inputs, kernel_inputs_ok, residual
 
 
 def bal_project(camera_points: Tensor, intrinsics: Tensor) -> Tensor:
@@ -81,6 +81,11 @@ class BALReprojection(residual(_reprojection, jacobians=_reprojection_jacobians)
                 intrinsics.data.expand(batch, self.num, 3).contiguous().numpy(),
                 point.data.expand(batch, self.num, 3).contiguous().numpy(),
                 observation.reshape(-1, self.num, 2).contiguous().numpy())
+
+    def linearization_path(self, dtype: torch.dtype, device: torch.device | str) -> str:
+        if self.weight is None and _fused_inputs(dtype, device):
+            return "fused kernel (slam._bal_kernels)"
+        return super().linearization_path(dtype, device)
 
     def prepare(self) -> None:
         if self.weight is None and kernel_inputs_ok(self.data["observation"]):

@@ -59,27 +59,41 @@ def make_linear_solver(choice: Any, problem: Problem) -> LinearSolver:
     """The ``LinearSolver`` for a config's ``linear_solver`` field (see ``_Common.linear_solver``)."""
     if isinstance(choice, LinearSolver):
         return choice.prepare(problem)
+    if choice == "auto":
+        solver, reason = choose_linear_solver(problem.structure.n, problem.device, have_cholmod=_have_cholmod())
+        if reason:
+            _log_choice_once(reason)
+        return solver
     from ..linear.cg import ConjugateGradient
     from ..linear.dense import DenseCholesky
     from ..linear.sparse import SparseCholesky
 
-    if choice == "auto":
-        # Measured (benchmarks/solver.py, SE(3) grids): CHOLMOD equals dense Cholesky at 90 free
-        # dimensions and is 6x faster at 594; dense stays the choice off the CPU up to 1,000.
-        cpu = problem.device.type == "cpu"
-        if problem.structure.n <= (100 if cpu else 1000):
-            return DenseCholesky()
-        if not cpu:
-            _log_choice_once("the sparse system is not on the CPU: preconditioned conjugate gradients on "
-                             f"{problem.device} (a direct sparse factorization would run on the CPU)")
-            return ConjugateGradient()
-        if not _have_cholmod():
-            # SciPy's SuperLU with symmetric pivots, not PCG: sphere2500 (15k unknowns) takes 1.65x
-            # CHOLMOD's time with it and ~500x with PCG (measured, 1 thread; issue 15).
-            _log_choice_once("CHOLMOD (scikit-sparse) is not installed: sparse systems are factorized by SciPy's "
-                             "SuperLU (~1.7x CHOLMOD's time on sphere2500; pip install scikit-sparse for CHOLMOD)")
-        return SparseCholesky()
     return {"dense": DenseCholesky, "cholmod": SparseCholesky, "cg": ConjugateGradient}[choice]()
+
+
+def choose_linear_solver(n: int, device: torch.device | str, *, have_cholmod: bool) -> tuple[LinearSolver, str]:
+    """``linear_solver="auto"``: the solver for ``n`` unknowns on ``device``, and the reason to log ("" when
+    the choice is the obvious one).  A function of its arguments only, so that the choice for a GPU
+    can be checked on a machine without one."""
+    from ..linear.cg import ConjugateGradient
+    from ..linear.dense import DenseCholesky
+    from ..linear.sparse import SparseCholesky
+
+    # Measured (benchmarks/solver.py, SE(3) grids): CHOLMOD equals dense Cholesky at 90 free
+    # dimensions and is 6x faster at 594; dense stays the choice off the CPU up to 1,000.
+    device = torch.device(device)
+    cpu = device.type == "cpu"
+    if n <= (100 if cpu else 1000):
+        return DenseCholesky(), ""
+    if not cpu:
+        return ConjugateGradient(), (f"the sparse system is not on the CPU: preconditioned conjugate gradients on {device} "
+                                     "(a direct sparse factorization would run on the CPU)")
+    if not have_cholmod:
+        # SciPy's SuperLU with symmetric pivots, not PCG: sphere2500 (15k unknowns) takes 1.65x
+        # CHOLMOD's time with it and ~500x with PCG (measured, 1 thread; issue 15).
+        return SparseCholesky(), ("CHOLMOD (scikit-sparse) is not installed: sparse systems are factorized by SciPy's "
+                                  "SuperLU (~1.7x CHOLMOD's time on sphere2500; pip install scikit-sparse for CHOLMOD)")
+    return SparseCholesky(), ""
 
 
 @functools.cache
