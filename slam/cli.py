@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     pgo.add_argument("file", nargs="?", default=str(DEFAULT_GRAPH), help=f"pose graph (default: {DEFAULT_GRAPH})")
     pgo.add_argument("--init", choices=["file", "odometry", "chordal"], default="file")
     pgo.add_argument("--max-iterations", type=_count, default=100)
+    pgo.add_argument("--optimizer", choices=["lm", "dogleg", "gn"], default="lm",
+                     help="Levenberg-Marquardt (default), Powell's dogleg or Gauss-Newton")
     pgo.add_argument("--robust", metavar="KERNEL:SCALE", type=_robust, help="e.g. huber:1.0, cauchy:0.5 (on each edge's chi)")
     pgo.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     pgo.add_argument("--device", default="cpu")
@@ -173,7 +175,8 @@ def _pgo(args: argparse.Namespace) -> int:
         graph = read_g2o(args.file)
         log.info("%s (read in %.2f s)", graph.describe(), time.perf_counter() - start)
         result = optimize(graph, init=args.init, max_iterations=args.max_iterations, loss=loss,
-                          dtype=getattr(torch, args.dtype), device=device, progress=args.progress)
+                          dtype=getattr(torch, args.dtype), device=device, progress=args.progress,
+                          optimizer=args.optimizer)
         optimized = result.graph.to(dtype=torch.float64, device="cpu")
 
         write_g2o(staged["out"], optimized)

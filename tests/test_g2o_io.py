@@ -121,6 +121,16 @@ def test_cli_pgo_writes_its_outputs(tmp_path):
     assert len(read_tum(tmp_path / "smallGrid3D_optimized.tum").poses) == 125
 
 
+@pytest.mark.parametrize("optimizer", ["dogleg", "gn"])
+def test_cli_pgo_optimizers_reach_the_lm_optimum(tmp_path, optimizer):
+    lm, other = tmp_path / "lm", tmp_path / optimizer
+    assert slam.cli.main(["-q", "pgo", str(DATA / "intel.g2o"), "--output-dir", str(lm)]) == 0
+    assert slam.cli.main(["-q", "pgo", str(DATA / "intel.g2o"), "--optimizer", optimizer, "--output-dir", str(other)]) == 0
+    reference = json.loads((lm / "intel.json").read_text())
+    summary = json.loads((other / "intel.json").read_text())
+    assert summary["converged"] and summary["final_chi2"] == pytest.approx(reference["final_chi2"], rel=1e-6)
+
+
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     path = tmp_path / "bad.g2o"
     path.write_text("VERTEX_SE2 0 0 0 0\nVERTEX_SE2 1 1 zero 0\n")

@@ -10,7 +10,7 @@ from typing import Literal
 
 import torch
 
-from ..optim import LevenbergMarquardt, IterationRecord, solve
+from ..optim import Dogleg, GaussNewton, IterationRecord, LevenbergMarquardt, solve
 from ..optim.result import json_safe
 from ..problem import NonFiniteError
 from ..robust import RobustLoss
@@ -106,8 +106,10 @@ def optimize(
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    optimizer: Literal["lm", "dogleg", "gn"] = "lm",
 ) -> PgoResult:
-    """Initialize (timed as ``init_seconds``) and solve (``solve_seconds``) a pose graph by LM.
+    """Initialize (timed as ``init_seconds``) and solve (``solve_seconds``) a pose graph by LM (or by
+    Powell's dogleg, ``optimizer="dogleg"``, or Gauss-Newton, ``"gn"``; the first pose fixes the gauge).
 
     A batch of graphs (``PoseGraph.stack``) is solved in one batched call, each graph with its own
     damping and stopping test; its result reports the sums of the chi2 values, the largest iteration
@@ -125,8 +127,15 @@ def optimize(
     build_seconds = time.perf_counter() - start
     problem.prepare()  # loading compiled kernels is start-up, like an import: not solve time
     start = time.perf_counter()
-    config = LevenbergMarquardt(max_iterations=max_iterations, function_tolerance=function_tolerance,
-                                initial_damping=POSE_GRAPH_DAMPING, progress=progress)
+    common = dict(max_iterations=max_iterations, function_tolerance=function_tolerance, progress=progress)
+    if optimizer == "lm":
+        config = LevenbergMarquardt(initial_damping=POSE_GRAPH_DAMPING, **common)
+    elif optimizer == "dogleg":
+        config = Dogleg(**common)
+    elif optimizer == "gn":
+        config = GaussNewton(**common)
+    else:
+        raise ValueError(f"optimizer must be lm, dogleg or gn, got {optimizer!r}")
     result = solve(problem, config)
     solve_seconds = build_seconds + time.perf_counter() - start
     optimized = graph.with_poses(result[poses])
