@@ -1,11 +1,13 @@
-"""CHOLMOD's simplicial against its supernodal factorization on pose-graph normal equations.
+"""The block factorization (``slam.linear._block_cholesky``) against CHOLMOD's simplicial and supernodal ones
+on pose-graph normal equations.
 
     python benchmarks/sparse_factorization.py [--data-dir ../shared/data/pose_graph] [--repeats 10] [names ...]
 
 For each graph: ``H`` at the file's initial poses (plus 1e-3 I), CHOLMOD's default ordering, the
-median seconds of ``--repeats`` numeric factorizations in each mode (the symbolic analysis is not
-timed), ``flops / nnz(L)`` from ``slam.linear._fill.cholesky_work``, and the mode ``auto`` picks
-(``SUPERNODAL_SWITCH``).  The ``supernodal/simplicial`` column > 1 means simplicial is faster.
+median seconds of ``--repeats`` numeric factorizations in each mode (the symbolic analyses are not
+timed; the block one orders the block graph with CHOLMOD), ``flops / nnz(L)`` from
+``slam.linear._fill.cholesky_work``, and the mode ``auto`` picks (``SUPERNODAL_SWITCH``).  Ratios > 1
+mean the block factorization is faster.
 Run with ``OPENBLAS_NUM_THREADS=1`` for the 1-thread figures the switch was set from.
 """
 
@@ -20,8 +22,9 @@ import scipy.sparse as sp
 import torch
 
 from slam.io import read_g2o
+from slam.linear._block_cholesky import BlockPattern, block_structure
 from slam.linear._fill import SUPERNODAL_SWITCH, cholesky_work
-from slam.linear.sparse_cholesky import _cholmod
+from slam.linear.sparse_cholesky import _block_ordering, _cholmod
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose_graph"
 DEFAULT_NAMES = ["smallGrid3D", "intel", "manhattan", "parking-garage", "sphere2500", "city10000"]
@@ -46,7 +49,8 @@ def main() -> None:
     cholmod = _cholmod()
     if cholmod is None:
         raise SystemExit("this benchmark needs scikit-sparse (CHOLMOD)")
-    header = ["graph", "n", "nnz(L)", "flops/nnz(L)", "simplicial ms", "supernodal ms", "supernodal/simplicial", "auto"]
+    header = ["graph", "n", "nnz(L)", "flops/nnz(L)", "block ms", "simplicial ms", "supernodal ms", "simplicial/block",
+              "supernodal/block", "auto"]
     rows = []
     for name in args.names:
         graph = read_g2o(args.data_dir / f"{name}.g2o")
@@ -59,9 +63,20 @@ def main() -> None:
         lnz, flops = cholesky_work(pattern.indptr, pattern.indices, cholmod.analyze(matrix, mode="simplicial").P())
         simplicial = factorization_seconds(cholmod, matrix, "simplicial", args.repeats)
         supernodal = factorization_seconds(cholmod, matrix, "supernodal", args.repeats)
-        auto = "simplicial" if flops / lnz < SUPERNODAL_SWITCH else "supernodal"
-        rows.append([name, pattern.n, lnz, f"{flops / lnz:.0f}", f"{1e3 * simplicial:.2f}", f"{1e3 * supernodal:.2f}",
-                     f"{supernodal / simplicial:.2f}", auto])
+        d = problem.structure.tables[0].dim
+        bindptr, bindices = block_structure(pattern.indptr, pattern.indices, d)
+        blocks = BlockPattern(pattern.indptr, pattern.indices, d, _block_ordering(cholmod, bindptr, bindices))
+        values = matrix.data[None, :].copy()
+        blocks.factorize(values)  # compiles (once per machine) or loads the kernels
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            blocks.factorize(values)
+            times.append(time.perf_counter() - start)
+        block = statistics.median(times)
+        auto = "block" if flops / lnz < SUPERNODAL_SWITCH else "supernodal"
+        rows.append([name, pattern.n, lnz, f"{flops / lnz:.0f}", f"{1e3 * block:.2f}", f"{1e3 * simplicial:.2f}",
+                     f"{1e3 * supernodal:.2f}", f"{simplicial / block:.2f}", f"{supernodal / block:.2f}", auto])
         print(" ".join(str(c) for c in rows[-1]), flush=True)
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     print()

@@ -138,7 +138,7 @@ def test_failed_matrices_are_masked(backend, generator):
 
 
 @pytest.mark.skipif(not HAS_CHOLMOD, reason="scikit-sparse not installed")
-@pytest.mark.parametrize("mode", ["simplicial", "supernodal", "auto"])
+@pytest.mark.parametrize("mode", ["simplicial", "supernodal", "block", "auto"])
 def test_cholmod_detects_indefinite(generator, mode):
     # simplicial CHOLMOD factorizes LDLᵀ, which succeeds on this matrix: its pivots must be checked
     pattern, values, dense = block_problem("chain", 6, 3, 3, generator)
@@ -156,14 +156,33 @@ def test_cholmod_detects_indefinite(generator, mode):
 
 @pytest.mark.skipif(not HAS_CHOLMOD, reason="scikit-sparse not installed")
 @pytest.mark.parametrize("kind, size, d, mode", [("grid", 3, 6, "simplicial"), ("grid", 3, 6, "supernodal"),
-                                                 ("chain", 6, 3, "auto")])
+                                                 ("grid", 4, 6, "block"), ("chain", 6, 3, "block"),
+                                                 ("chain", 6, 3, "auto"), ("grid", 4, 3, "auto")])
 def test_solve_matches_dense_in_every_cholmod_mode(generator, kind, size, d, mode):
     pattern, values, dense = block_problem(kind, size, d, 2, generator)
-    rhs = torch.randn(2, pattern.n, generator=generator, dtype=torch.float64)
+    rhs = torch.randn(2, pattern.n, 3, generator=generator, dtype=torch.float64)
     factor = BatchedSparseCholesky(pattern, "cholmod", mode=mode)
     assert factor.factorize(values).all()
-    assert factor.mode == (mode if mode != "auto" else "simplicial")  # a chain has little fill
+    assert factor.mode == (mode if mode != "auto" else "block")  # d x d blocks with little fill
     torch.testing.assert_close(factor.solve(rhs), torch.linalg.solve(dense, rhs), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(factor.solve(rhs[..., 0]), torch.linalg.solve(dense, rhs[..., 0]), rtol=1e-10,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_block_factorization_without_and_with_cholmod_orderings(generator, backend):
+    """The block factorization takes its ordering from CHOLMOD, or from SuperLU where CHOLMOD is
+    missing; a scalar pattern that is not made of complete blocks falls back to the scalar factorizers."""
+    pattern, values, dense = block_problem("grid", 4, 3, 2, generator)
+    factor = BatchedSparseCholesky(pattern, backend)
+    rhs = torch.randn(2, pattern.n, generator=generator, dtype=torch.float64)
+    assert factor.factorize(values).all() and factor.mode == "block"
+    torch.testing.assert_close(factor.solve(rhs), torch.linalg.solve(dense, rhs), rtol=1e-10, atol=1e-12)
+    ragged, _ = SparsePattern.from_coordinates(5, torch.tensor([1, 4]), torch.tensor([0, 2]))  # n = 5, no blocks
+    lone = BatchedSparseCholesky(ragged, backend)
+    v = torch.zeros(1, ragged.nnz, dtype=torch.float64)
+    v[0, ragged.diagonal] = 2.0
+    assert lone.factorize(v).all() and lone.mode != "block"
 
 
 @pytest.mark.skipif(not HAS_CHOLMOD, reason="scikit-sparse not installed")

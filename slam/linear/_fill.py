@@ -3,11 +3,12 @@
 CHOLMOD chooses between its simplicial (column by column) and supernodal (dense blocks, BLAS)
 factorizations by ``flops / nnz(L)``, switching at 40.  Normal equations of pose graphs and other
 block-sparse problems come in 3x3 and 6x6 blocks whose supernodes are small: measured on the pose
-graphs of ``../shared/data`` (1 thread, ``benchmarks/sparse_factorization.py``), simplicial is as
-fast or faster up to ``flops / nnz(L)`` of 100 (smallGrid3D at 100: 0.96-1.6x over runs; city10000
-at 81: 1.3x; parking-garage 1.5x; intel, manhattan: 2.2-2.3x) and supernodal is faster at 259
-(sphere2500: 2.2x).  ``cholesky_work`` gives that ratio for the ordering
-CHOLMOD's analysis chose, so that the sparse solver can pick the factorization per structure.
+graphs of ``../shared/data`` (1 thread, ``benchmarks/sparse_factorization.py``), the block
+factorization (``_block_cholesky``) is 2.4-2.9x faster than CHOLMOD's simplicial one up to
+``flops / nnz(L)`` of 100 (smallGrid3D, intel, parking-garage, city10000); at 259 (sphere2500) the
+block one is 1.2-1.45x faster than CHOLMOD's supernodal one on 1 thread, but the supernodal one's
+BLAS uses every core (2 here: 0.79x), so the switch stays between 100 and 259.  ``cholesky_work`` gives
+that ratio for an ordering, so that the sparse solver can pick the factorization per structure.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 from liegeo._kernels import numba_available
 
 SUPERNODAL_SWITCH = 160.0
-"""Supernodal above this ``flops / nnz(L)`` (between the measured 100 and 259; see the module doc)."""
+"""Supernodal (BLAS) at or above this ``flops / nnz(L)``, block or simplicial below (between the measured
+100 and 259; see the module doc)."""
 
 
 def cholesky_work(indptr: np.ndarray, indices: np.ndarray, perm: np.ndarray) -> tuple[int, float]:

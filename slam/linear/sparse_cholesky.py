@@ -126,6 +126,36 @@ class _Numeric:
         return torch.from_numpy(out).to(device=rhs.device, dtype=rhs.dtype)
 
 
+class _BlockNumeric:
+    """The block factors of one ``factorize`` call (``slam.linear._block_cholesky``), kept like ``_Numeric``."""
+
+    __slots__ = ("pattern", "lx", "ldiag", "ok", "values", "__weakref__")
+
+    def __init__(self, pattern: Any, lx: np.ndarray, ldiag: np.ndarray, ok: np.ndarray, values: np.ndarray):
+        self.pattern, self.lx, self.ldiag, self.ok, self.values = pattern, lx, ldiag, ok, values
+
+    def solve(self, rhs: Tensor) -> Tensor:
+        if rhs.dim() not in (2, 3) or rhs.shape[0] != self.ok.shape[0]:
+            raise ValueError(f"rhs must be ({self.ok.shape[0]}, n) or ({self.ok.shape[0]}, n, k), got {tuple(rhs.shape)}")
+        b = rhs.detach().to("cpu", torch.float64).numpy()
+        out = self.pattern.solve(self.lx, self.ldiag, self.ok, b if b.ndim == 3 else b[..., None])
+        out = out if rhs.dim() == 3 else out[..., 0]
+        return torch.from_numpy(out).to(device=rhs.device, dtype=rhs.dtype)
+
+
+def _block_ordering(cholmod: Any, bindptr: np.ndarray, bindices: np.ndarray) -> np.ndarray:
+    """A fill-reducing ordering of the block graph: CHOLMOD's (AMD, or METIS where it does better) where
+    scikit-sparse is installed, else SuperLU's minimum degree on ``AᵀA + A``."""
+    nb = bindptr.size - 1
+    graph = sp.csc_matrix((np.ones(bindices.size), bindices, bindptr), (nb, nb))
+    if cholmod is not None:
+        return np.asarray(cholmod.analyze(graph, mode="simplicial").P(), dtype=np.int64)
+    full = graph + graph.T + sp.eye(nb) * (2.0 * nb)  # diagonally dominant: no pivoting off the diagonal
+    lu = spla.splu(sp.csc_matrix(full), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                   options={"SymmetricMode": True})
+    return np.argsort(lu.perm_c).astype(np.int64)  # perm_c[i] is where block i goes
+
+
 def _recycle(spare: list[Any], factors: list[Any], cap: int) -> None:
     """Hands the factors of an unused ``_Numeric`` back to the pool, keeping at most ``cap``."""
     spare.extend(factors[: max(cap - len(spare), 0)])
@@ -152,8 +182,8 @@ class BatchedSparseCholesky:
         pattern (it is only ever copied from, never factorized in place); none: this one's own.
         ``mode``: CHOLMOD's ``"simplicial"`` or ``"supernodal"`` factorization, or ``"auto"`` (by the
         work the pattern implies, ``slam.linear._fill``)."""
-        if mode not in ("auto", "simplicial", "supernodal"):
-            raise ValueError(f"mode must be auto, simplicial or supernodal, got {mode!r}")
+        if mode not in ("auto", "simplicial", "supernodal", "block"):
+            raise ValueError(f"mode must be auto, simplicial, supernodal or block, got {mode!r}")
         if backend == "auto":
             backend = "cholmod" if _cholmod() is not None else "scipy"
         if backend == "cholmod" and _cholmod() is None:
@@ -162,9 +192,9 @@ class BatchedSparseCholesky:
             raise ValueError(f"unknown backend {backend!r}")
         self.pattern, self.backend = pattern, backend
         self._symbolic: Any = None
-        self.mode = mode if backend == "cholmod" else "superlu"
-        """CHOLMOD's factorization, ``"simplicial"`` or ``"supernodal"`` (``"auto"`` until the first
-        ``factorize`` chooses)."""
+        self.mode = mode if backend == "cholmod" or mode == "block" else ("auto" if mode == "auto" else "superlu")
+        """``"block"`` (``slam.linear._block_cholesky``), CHOLMOD's ``"simplicial"`` or ``"supernodal"``, or
+        ``"superlu"`` (``"auto"`` until ``analyze`` chooses)."""
         self._symbolic_cache = {} if symbolic_cache is None else symbolic_cache
         self._numeric: _Numeric | None = None
         self._spare: list[Any] = []
@@ -207,18 +237,27 @@ class BatchedSparseCholesky:
         # can be recycled below unless a pending backward pass or a live values tensor holds them.
         self._numeric = None
         self._by_values.pop(id(values), None)
+        self.analyze()
+        if self.mode == "block":
+            lx, ldiag, ok = self._symbolic.factorize(v)
+            self._numeric = numeric = _BlockNumeric(self._symbolic, lx, ldiag, ok, v)
+            self._remember(values, numeric)
+            return torch.from_numpy(ok.copy()).to(values.device)
         factors = [self._factorize_one(row) if good else None for row, good in zip(v, finite)]
         self._numeric = numeric = _Numeric(factors, self.backend, v)
         if self.backend == "cholmod":
             done = [f for f in factors if f is not None]
             weakref.finalize(numeric, _recycle, self._spare, done, len(factors)).atexit = False
         self._spare.clear()  # leftovers (the batch shrank) would only hold memory
+        self._remember(values, numeric)
+        return torch.tensor([f is not None for f in factors], dtype=torch.bool, device=values.device)
+
+    def _remember(self, values: Tensor, numeric: Any) -> None:
         try:
             ref = weakref.ref(values, lambda _, table=self._by_values, key=id(values): table.pop(key, None))
             self._by_values[id(values)] = (ref, numeric)
         except TypeError:  # not weak-referenceable: sparse_solve falls back to the last factorization
             pass
-        return torch.tensor([f is not None for f in factors], dtype=torch.bool, device=values.device)
 
     def _factorize_one(self, data: np.ndarray) -> Any:
         """One factor object for ``data: (nnz,)`` float64, or None if the matrix is not PD / singular."""
@@ -239,7 +278,6 @@ class BatchedSparseCholesky:
             return lu
         cholmod = _cholmod()
         self._matrix.data = data  # CHOLMOD reads only this (lower) triangle
-        self.analyze()
         factor = self._spare.pop() if self._spare else self._symbolic.copy()
         try:
             factor.cholesky_inplace(self._matrix)
@@ -258,9 +296,9 @@ class BatchedSparseCholesky:
     def analyze(self) -> None:
         """The symbolic analysis (ordering, and CHOLMOD's choice of mode), once: it depends on the pattern
         only, and is kept in the shared ``symbolic_cache``.  Nothing to do for SuperLU."""
-        if self.backend != "cholmod" or self._symbolic is not None:
+        if self._symbolic is not None or self.mode == "superlu":
             return
-        key = ("cholmod-symbolic", self.pattern.n, self.pattern.nnz, self.mode)
+        key = ("sparse-symbolic", self.pattern.n, self.pattern.nnz, self.mode, self.backend)
         if key not in self._symbolic_cache:
             self._symbolic_cache[key] = self._analyze(_cholmod(), self.mode)
         self._symbolic, self.mode = self._symbolic_cache[key]
@@ -268,6 +306,12 @@ class BatchedSparseCholesky:
     def _analyze(self, cholmod: Any, mode: str) -> tuple[Any, str]:
         """The symbolic factorization and its mode; ``"auto"``: simplicial or supernodal by the work
         the ordering implies (``_fill``)."""
+        if mode in ("auto", "block"):
+            block = self._block_analysis(cholmod, required=mode == "block")
+            if block is not None:
+                return block, "block"
+        if self.backend == "scipy":
+            return None, "superlu"
         use_long = self.pattern.indices.dtype == np.int64
         if mode == "supernodal":
             return cholmod.analyze(self._matrix, mode="supernodal", use_long=use_long), "supernodal"
@@ -278,6 +322,38 @@ class BatchedSparseCholesky:
         if flops / lnz < SUPERNODAL_SWITCH:
             return simplicial, "simplicial"
         return cholmod.analyze(self._matrix, mode="supernodal", use_long=use_long), "supernodal"
+
+    def _block_analysis(self, cholmod: Any, *, required: bool) -> Any:
+        """The block factorization's symbolic analysis where it applies and is the faster choice: the
+        unknowns come in complete blocks of one size d >= 2 (a pose graph's 3 or 6), numba is
+        installed, and the fill is low enough that supernodes would not pay (``flops / nnz(L)`` of the
+        block ordering below ``SUPERNODAL_SWITCH``; measured: ``benchmarks/sparse_factorization.py``)."""
+        from liegeo._kernels import numba_available
+
+        from ._fill import cholesky_work
+
+        pattern = self.pattern
+        for d in (6, 3, 2, 4, 5, 7, 8, 9):  # pose sizes first
+            if numba_available() and pattern.n % d == 0:
+                from ._block_cholesky import block_structure
+
+                blocks = block_structure(pattern.indptr, pattern.indices, d)
+                if blocks is not None:
+                    break
+        else:
+            blocks = None
+        if blocks is None:
+            if required:
+                raise ValueError("mode 'block' needs numba and a pattern of complete blocks of one size")
+            return None
+        from ._block_cholesky import BlockPattern
+
+        bindptr, bindices = blocks
+        perm = _block_ordering(cholmod, bindptr, bindices)
+        lnz, flops = cholesky_work(bindptr, bindices, perm)
+        if not required and d * flops / lnz >= SUPERNODAL_SWITCH and self.backend == "cholmod":
+            return None
+        return BlockPattern(pattern.indptr, pattern.indices, d, perm)
 
     def solve(self, rhs: Tensor) -> Tensor:
         """Solves with the factorizations of the last ``factorize`` call.
