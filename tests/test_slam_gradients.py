@@ -230,3 +230,30 @@ print("torch._dynamo" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("hessian", ["exact", "gauss_newton"])
+def test_implicit_backward_built_lazily_equals_the_eager_graph(hessian):
+    """Inputs the problem holds: the gradient's graph is built in the backward pass (``lazy``); with
+    ``differentiable=True`` (closures the problem cannot see) it is built in the forward.  Both give the
+    same gradients, through ``torch.autograd.grad`` as through ``.backward()``, for measurements,
+    per-edge weights and a fixed pose's initial value."""
+    import dataclasses
+
+    from liegeo import SE3
+    from slam.pgo import synthetic_graph
+
+    graph, _ = synthetic_graph(SE3, 12, 4)
+    results = []
+    for differentiable in (None, True):
+        measurements = graph.measurements.data.clone().requires_grad_(True)
+        weights = torch.ones(graph.num_edges, dtype=torch.float64, requires_grad=True)
+        start = graph.poses.data.clone().requires_grad_(True)
+        g = dataclasses.replace(graph, measurements=SE3(measurements), poses=SE3(start))
+        problem, poses = g.problem(edge_weights=weights)
+        result = slam.solve(problem, backward=slam.Implicit(hessian=hessian), differentiable=differentiable)
+        loss = (result[poses].data[..., :3] ** 2).sum()
+        results.append(torch.autograd.grad(loss, (measurements, weights, start)))
+    for lazy, eager in zip(*results):
+        torch.testing.assert_close(lazy, eager, rtol=1e-10, atol=1e-12)
+    assert results[0][2][graph.fixed].abs().sum() > 0  # the fixed pose's value moves the solution

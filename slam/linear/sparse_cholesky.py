@@ -200,7 +200,7 @@ class BatchedSparseCholesky:
         self._spare: list[Any] = []
         # id(values tensor) -> (weak reference to it, its factorization), so that sparse_solve finds the
         # factors of its own values even after later factorize calls (e.g. an implicit backward pass).
-        self._by_values: dict[int, tuple[weakref.ref, _Numeric]] = {}
+        self._by_values: dict[int, tuple[weakref.ref, Any, int]] = {}
         n = pattern.n
         if backend == "cholmod":
             # One matrix whose .data is swapped per factorization: no per-matrix scipy validation,
@@ -255,7 +255,7 @@ class BatchedSparseCholesky:
     def _remember(self, values: Tensor, numeric: Any) -> None:
         try:
             ref = weakref.ref(values, lambda _, table=self._by_values, key=id(values): table.pop(key, None))
-            self._by_values[id(values)] = (ref, numeric)
+            self._by_values[id(values)] = (ref, numeric, values._version)
         except TypeError:  # not weak-referenceable: sparse_solve falls back to the last factorization
             pass
 
@@ -369,9 +369,11 @@ class BatchedSparseCholesky:
         return self._numeric.solve(rhs)
 
     def _numeric_of(self, values: Tensor) -> _Numeric:
-        """The factorization of ``values``: the one made from this very tensor if any, else the last one,
-        checked against the values since stale factors would give silently wrong results."""
-        ref, numeric = self._by_values.get(id(values), (None, self._numeric))
+        """The factorization of ``values``: the one made from this very tensor if it was not modified since,
+        else the last one, checked against the values since stale factors would give silently wrong results."""
+        ref, numeric, version = self._by_values.get(id(values), (None, self._numeric, -1))
+        if ref is not None and ref() is values and values._version == version:
+            return numeric  # this very tensor, not modified in place since (torch's version counter)
         if ref is not None and ref() is not values:
             numeric = self._numeric
         current = values.detach().to("cpu", torch.float64).numpy()

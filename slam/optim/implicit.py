@@ -18,25 +18,37 @@ uses ``JᵀJ`` alone.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..linear.base import Factorization, LinearSolver
 from ..linear.cg import preconditioned_cg
 from ..problem import Problem, Values
 from .config import Implicit
 from .gauss_newton import SingularSystemError
+from .inputs import tensors_in
 
 log = logging.getLogger("slam")
 
 
-def implicit_solution(problem: Problem, solution: Values, solver: LinearSolver, mode: Implicit) -> Values:
-    """``solution`` (detached, a minimizer) as a differentiable function of the problem's inputs."""
+def implicit_solution(problem: Problem, solution: Values, solver: LinearSolver, mode: Implicit, *,
+                      h: Tensor | None = None, lazy: bool = False) -> Values:
+    """``solution`` (detached, a minimizer) as a differentiable function of the problem's inputs.
+
+    ``h``: the normal-equation values at ``solution`` when the caller has them (the solve's last
+    linearization).  ``lazy``: every input is a tensor the problem holds (``problem_tensors``); the
+    graph of the gradient is then built in the backward pass, only if one runs, and the forward pass
+    costs one factorization.  Otherwise (a residual closing over tensors the problem cannot see) it
+    is built now.
+    """
     structure = problem.structure
     with torch.no_grad():
-        h, _, _ = problem.linearize(solution)
+        if h is None:
+            h, _, _ = problem.linearize(solution)
+        h = h.detach()
         factorization = solver.factorize(structure, h)
         # A singular JᵀJ at x*: regularize slightly, unless the solver answers by the minimum-norm
         # solution (dense), whose pseudo-inverse gradient needs no regularization (warned in backward).
@@ -47,12 +59,20 @@ def implicit_solution(problem: Problem, solution: Values, solver: LinearSolver, 
             factorization = solver.factorize(structure, h.index_add(1, structure.pattern.diagonal.to(h.device),
                                                                      scale.expand(-1, structure.n)))
         # Failures that only a solve reveals (an iterative solver) are checked in the backward pass.
+    if lazy:
+        step = _LazyImplicitStep.apply(problem, solution, factorization, mode, *_implicit_inputs(problem, solution))
+        return problem.retract(solution, step)
     delta = torch.zeros(problem.batch_size, structure.n, dtype=problem.dtype, device=problem.device, requires_grad=True)
     with torch.enable_grad():
         cost = problem.cost(problem.retract(solution, delta)).sum()
         (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
     step = _ImplicitStep.apply(gradient, delta, factorization, mode)
     return problem.retract(solution, step)
+
+
+def _unique(tensors: Iterable[Tensor]) -> list[Tensor]:
+    seen: set[int] = set()
+    return [t for t in tensors if not (id(t) in seen or seen.add(id(t)))]
 
 
 class _ImplicitStep(torch.autograd.Function):
@@ -66,13 +86,51 @@ class _ImplicitStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, None, None, None]:
-        factorization, mode = ctx.factorization, ctx.mode
-        if mode.hessian == "gauss_newton":
-            w = _checked_solve(factorization, v)
-        else:
-            w = _exact_solve(ctx.gradient, ctx.delta, factorization, v, mode)
+        w = _solve_implicit(ctx.gradient, ctx.delta, ctx.factorization, v, ctx.mode)
         del ctx.gradient, ctx.delta
         return -w, None, None, None
+
+
+class _LazyImplicitStep(torch.autograd.Function):
+    """Zero in the forward pass; in the backward pass, builds ``g(δ; θ)`` at the solution, solves
+    ``H w = v`` and returns ``-wᵀ ∂g/∂θ`` for every input θ (given to ``apply``, so that the gradients
+    go wherever autograd sends them, ``.backward()`` or ``torch.autograd.grad`` alike)."""
+
+    @staticmethod
+    def forward(ctx: Any, problem: Problem, solution: Values, factorization: Factorization, mode: Implicit,
+                *inputs: Tensor) -> Tensor:
+        ctx.problem, ctx.solution, ctx.factorization, ctx.mode, ctx.count = problem, solution, factorization, mode, len(inputs)
+        return torch.zeros(problem.batch_size, problem.structure.n, dtype=problem.dtype, device=problem.device)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, ...]:
+        problem = ctx.problem
+        with torch.enable_grad():
+            delta = torch.zeros_like(v, requires_grad=True)
+            cost = problem.cost(problem.retract(ctx.solution, delta)).sum()
+            (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
+            w = _solve_implicit(gradient, delta, ctx.factorization, v, ctx.mode)
+            targets = _implicit_inputs(problem, ctx.solution)
+            grads = torch.autograd.grad(gradient, targets, grad_outputs=-w, allow_unused=True)
+        return (None, None, None, None, *grads)
+
+
+def _implicit_inputs(problem: Problem, solution: Values) -> list[Tensor]:
+    """What ``g(δ; θ)`` at ``solution`` depends on and autograd must see, in a fixed order: the costs'
+    tensors that require grad (data, weights, robust scales) and the solution's tables that carry a
+    graph (fixed elements are their inputs; ``slam.solve``).  Not the variables' initial values
+    themselves: ``g`` sees them only through those tables."""
+    inputs = [t for cost in problem.costs for item in (*cost.data.values(), cost.weight, cost.loss)
+              for t in tensors_in(item) if t.requires_grad]
+    return _unique(inputs) + [value.data for value in solution if value.data.requires_grad]
+
+
+def _solve_implicit(gradient: Tensor, delta: Tensor, factorization: Factorization, v: Tensor, mode: Implicit) -> Tensor:
+    """``w = H⁻¹ v`` with ``mode``'s Hessian (exact, or Gauss-Newton's factorization alone)."""
+    if mode.hessian == "gauss_newton":
+        return _checked_solve(factorization, v)
+    return _exact_solve(gradient, delta, factorization, v, mode)
 
 
 def _exact_solve(gradient: Tensor, delta: Tensor, factorization: Factorization, v: Tensor, mode: Implicit) -> Tensor:

@@ -34,6 +34,8 @@ class LoopResult:
     iterations: Tensor
     converged: Tensor
     termination: list[Termination]
+    h: Tensor
+    """The (undamped) normal-equation values at ``values`` (the last linearization)."""
 
 
 def tolerance_floors(dtype: torch.dtype) -> tuple[float, float]:
@@ -140,7 +142,7 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
     if nonfinite is not None:
         nonfinite.check(problem, strategy, values, lin, stop.converged, reasons)
     converged = strategy.finish(stop.converged, reasons)
-    return LoopResult(values, lin.cost.detach(), initial_cost, count, converged, reasons)
+    return LoopResult(values, lin.cost.detach(), initial_cost, count, converged, reasons, lin.h)
 
 
 _TOLERANCE_STOPS = (Termination.FUNCTION_TOLERANCE, Termination.ABSOLUTE_TOLERANCE, Termination.PARAMETER_TOLERANCE)

@@ -28,23 +28,19 @@ Failures are never reported as convergence:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
-from torch import Tensor
-
-from liegeo import LieGroup
-
 from ..linear.base import LinearSolver
 from ..problem import Problem, Values
 from .callbacks import History, LogIterations, ProgressBar
 from .config import BackwardMode, Dogleg, GaussNewton, Implicit, LevenbergMarquardt, Truncated, Unroll
 from .gauss_newton import SingularSystemError, gauss_newton_tail
 from .implicit import implicit_solution
+from .inputs import problem_tensors
 from .loop import Subscriber, make_strategy, run
 from .result import SolveResult
 
@@ -141,8 +137,11 @@ def solve(
     start = time.perf_counter()
     solver.analyze(problem.structure)  # the sparsity-only work, once per structure
     values = problem.initial_values()
+    # Inputs the problem can see: the implicit backward finds them itself (and builds its graph only
+    # when a backward pass runs); a residual closing over others (differentiable=True) needs the graph now.
+    visible = differentiable is None
     if differentiable is None:
-        differentiable = any(t.requires_grad for t in _problem_tensors(problem))
+        differentiable = any(t.requires_grad for t in problem_tensors(problem))
     differentiable = differentiable and torch.is_grad_enabled()
 
     history = History()
@@ -168,7 +167,7 @@ def solve(
         if isinstance(backward, Truncated):
             solution = gauss_newton_tail(problem, solver, restart, backward.iterations)
         else:
-            solution = implicit_solution(problem, restart, solver, backward)
+            solution = implicit_solution(problem, restart, solver, backward, h=state.h, lazy=visible)
 
     with torch.no_grad():
         final_cost = problem.cost(solution) if solution is not state.values else state.cost
@@ -194,28 +193,3 @@ def _with_fixed_inputs(problem: Problem, solution: Values, inputs: Values) -> Va
             value = value._new(torch.where(mask, original.data, value.data))
         out.append(value)
     return out
-
-
-def _problem_tensors(problem: Problem) -> Iterator[Tensor]:
-    """Every tensor the solution may depend on: values, data, weights, robust scales."""
-    for variable in problem.variables:
-        yield variable.value.data
-    for cost in problem.costs:
-        for item in (*cost.data.values(), cost.weight, cost.loss):
-            yield from _tensors_in(item)
-
-
-def _tensors_in(item: Any) -> Iterator[Tensor]:
-    if isinstance(item, Tensor):
-        yield item
-    elif isinstance(item, LieGroup):
-        yield item.data
-    elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-        for field in dataclasses.fields(item):
-            yield from _tensors_in(getattr(item, field.name))
-    elif isinstance(item, (list, tuple)):
-        for x in item:
-            yield from _tensors_in(x)
-    elif isinstance(item, dict):
-        for x in item.values():
-            yield from _tensors_in(x)
