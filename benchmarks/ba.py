@@ -33,6 +33,8 @@ from pathlib import Path
 from slam.ba import BALProblem, optimize, synthetic_bal
 from slam.io import read_bal
 
+from _table import print_table
+
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "bundle_adjustment"
 DEFAULT_NAMES = ["problem-49-7776-pre", "problem-39-18060-pre"]
 
@@ -138,10 +140,7 @@ def peak_memory(path: Path, max_iterations: int, solvers: list[str]) -> dict[str
 
 
 def _table(header: list[str], rows: list[list[object]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+    print_table(header, rows)
 
 
 def main() -> None:

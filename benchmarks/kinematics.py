@@ -20,6 +20,8 @@ import torch
 
 from slam.kinematics import Kinematics, read_urdf
 
+from _table import print_table
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "kinematics"
 ROBOTS = [("panda_no_gripper.urdf", "panda_virtual_ee_link"), ("kuka_iiwa.urdf", "lbr_iiwa_link_7"),
@@ -61,11 +63,7 @@ def main() -> None:
         rows.append([path.stem, ours.dof, f"{1e3 * fk_ours:.2f}", f"{1e3 * fk_theirs:.2f}", f"{fk_theirs / fk_ours:.2f}x",
                      f"{1e3 * jac_ours:.2f}", f"{1e3 * jac_theirs:.2f}", f"{jac_theirs / jac_ours:.2f}x"])
     header = ["robot", "dof", "FK ours ms", "FK pk ms", "pk/ours", "J ours ms", "J pk ms", "pk/ours"]
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    print(f"B = {args.batch}, {args.dtype}, {torch.get_num_threads()} threads")
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+    print_table(header, rows, title=f"B = {args.batch}, {args.dtype}, {torch.get_num_threads()} threads")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from pathlib import Path
 from slam.io import read_g2o
 from slam.pgo import optimize
 
+from _table import print_table
+
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose_graph"
 DEFAULT_NAMES = ["smallGrid3D", "intel", "manhattan", "parking-garage", "sphere2500", "city10000"]
 
@@ -138,11 +140,7 @@ def main() -> None:
                      result.iterations, f"{result.final_chi2:.8e}", f"{g_time:.3f}", g_it, f"{g_chi2:.8e}",
                      f"{(result.final_chi2 - g_chi2) / g_chi2:+.1e}", f"{g_time / ours:.2f}x", *t_cols])
         print(" ".join(str(c) for c in rows[-1]), flush=True)
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    print()
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+    print_table(header, rows)
 
 
 if __name__ == "__main__":

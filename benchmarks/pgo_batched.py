@@ -38,6 +38,8 @@ from slam.io import write_g2o
 from slam.pgo import PoseGraph, optimize, synthetic_batch
 from slam.pgo.synthetic import _chain
 
+from _table import print_table
+
 
 def lawnmower(num_poses: int) -> torch.Tensor:
     """``(num_poses, 3)`` integer cells of a walk over a cube grid (side ``ceil(num_poses^(1/3))``):
@@ -153,10 +155,7 @@ def main() -> None:
         rows.append([size, batch.num_poses, batch.num_edges, f"{1e3 * ours / size:.2f}",
                      f"{1e3 * runs[0].solve_seconds / size:.2f}", result.iterations,
                      f"{1e3 * g_time / size:.2f}", f"{g_time / ours:.2f}x", f"{worst:.1e}", f"{alone_worst:.1e}"])
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+    print_table(header, rows)
 
 if __name__ == "__main__":
     main()

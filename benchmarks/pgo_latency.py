@@ -35,6 +35,7 @@ from liegeo import SE2, SE3
 from slam.io import write_g2o
 from slam.pgo import optimize, synthetic_graph
 
+from _table import print_table
 from pgo import gtsam_solve
 
 GRAPHS = {
@@ -73,11 +74,7 @@ def main() -> None:
                      g_it, f"{1e3 * g_per_it:.3f}", f"{g_chi2:.8e}", f"{(result.final_chi2 - g_chi2) / g_chi2:+.1e}",
                      f"{g_time / ours:.2f}x", f"{g_per_it / ours_per_it:.2f}x"])
         print(" ".join(str(c) for c in rows[-1]), flush=True)
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    print()
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+    print_table(header, rows)
 
 
 if __name__ == "__main__":

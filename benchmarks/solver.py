@@ -35,6 +35,8 @@ from liegeo import SE3
 from slam.costs import Between
 from slam.linear import ConjugateGradient, DenseCholesky, SparseCholesky
 
+from _table import print_table
+
 DTYPE = torch.float64
 
 
@@ -70,11 +72,7 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    print(f"\n{title}")
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+    print_table(header, rows, title=title)
 
 
 def fmt(seconds: float | None) -> str:

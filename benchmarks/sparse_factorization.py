@@ -26,6 +26,8 @@ from slam.linear._block_cholesky import BlockPattern, block_structure
 from slam.linear._fill import SUPERNODAL_SWITCH, cholesky_work
 from slam.linear.sparse_cholesky import _block_ordering, _cholmod
 
+from _table import print_table
+
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose_graph"
 DEFAULT_NAMES = ["smallGrid3D", "intel", "manhattan", "parking-garage", "sphere2500", "city10000"]
 
@@ -78,11 +80,7 @@ def main() -> None:
         rows.append([name, pattern.n, lnz, f"{flops / lnz:.0f}", f"{1e3 * block:.2f}", f"{1e3 * simplicial:.2f}",
                      f"{1e3 * supernodal:.2f}", f"{simplicial / block:.2f}", f"{supernodal / block:.2f}", auto])
         print(" ".join(str(c) for c in rows[-1]), flush=True)
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    print()
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+    print_table(header, rows)
 
 
 if __name__ == "__main__":
