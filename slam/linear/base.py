@@ -95,6 +95,13 @@ class LinearSolver(abc.ABC):
         """Do the sparsity-only work for ``structure`` now (default: nothing to do).  Returns self."""
         return self
 
+    def __getattr__(self, name: str) -> Any:
+        """The options' fields read as the solver's attributes (``solver.tolerance``)."""
+        options = self.__dict__.get("options")
+        if options is not None and name in {f.name for f in dataclasses.fields(options)}:
+            return getattr(options, name)
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
     def prepare(self, problem: Any) -> LinearSolver:
         """This solver bound to ``problem`` (the optimizers call it once per solve); solvers that need
         to know the problem's variables (``SchurComplement``) return a bound copy."""

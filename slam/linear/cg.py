@@ -161,14 +161,6 @@ class ConjugateGradient(LinearSolver):
     def __init__(self, max_iterations: int = 500, tolerance: float = 1e-10, *, options: Options | None = None):
         self.options = options if options is not None else self.Options(max_iterations, tolerance)
 
-    @property
-    def max_iterations(self) -> int:
-        return self.options.max_iterations
-
-    @property
-    def tolerance(self) -> float:
-        return self.options.tolerance
-
     def analyze(self, structure: Structure) -> ConjugateGradient:
         key = ("cg-blocks",)
         if key not in structure.shared_cache:  # positions only: shared by problems of one shape

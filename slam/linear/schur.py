@@ -388,22 +388,6 @@ class SchurComplement(LinearSolver):
         self.options = self.Options(reduced, tolerance, max_iterations, backend)
         self.eliminate, self._table = eliminate, _table
 
-    @property
-    def reduced(self) -> str:
-        return self.options.reduced
-
-    @property
-    def backend(self) -> str:
-        return self.options.backend
-
-    @property
-    def tolerance(self) -> float:
-        return self.options.tolerance
-
-    @property
-    def max_iterations(self) -> int:
-        return self.options.max_iterations
-
     def prepare(self, problem: Any) -> SchurComplement:
         return SchurComplement(self.eliminate, reduced=self.reduced, tolerance=self.tolerance,
                                max_iterations=self.max_iterations, backend=self.backend,

@@ -43,10 +43,6 @@ class SparseCholesky(LinearSolver):
     def __init__(self, backend: str = "auto", *, mode: str = "auto", options: Options | None = None):
         self.options = options if options is not None else self.Options(backend, mode)
 
-    @property
-    def backend(self) -> str:
-        return self.options.backend
-
     def analyze(self, structure: Structure) -> SparseCholesky:
         """Build this problem's factorizer and the symbolic analysis (shared by problems of one shape)."""
         self._factorizer(structure).analyze()
