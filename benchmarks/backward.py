@@ -87,10 +87,11 @@ def _optimizer():
 
 def _load(path: Path):
     from slam.io import read_g2o
+    from slam.optim.solve import prepare
 
     graph = read_g2o(path).to(dtype=torch.float64, device="cpu")
     problem, _ = graph.problem()
-    problem.prepare()  # loading the compiled kernels is start-up, not solve time (as in slam.pgo.optimize)
+    prepare(problem)  # loading the compiled kernels is start-up, not solve time (as in slam.pgo.optimize)
     return graph
 
 

@@ -14,6 +14,7 @@ from ..costs import BALReprojection
 from ..linear import SchurComplement
 from ..optim import IterationRecord, LevenbergMarquardt, solve
 from ..optim.result import json_safe
+from ..optim.solve import prepare
 from ..problem import Problem
 from ..robust import RobustLoss
 from ..variables import Variable
@@ -105,7 +106,7 @@ def optimize(
                                 initial_damping=initial_damping, damping="marquardt-current", progress=progress,
                                 linear_solver=solver)
     build_seconds = time.perf_counter() - start
-    least_squares.prepare()  # loading compiled kernels is start-up, like an import: not solve time
+    prepare(least_squares)  # loading compiled kernels is start-up, like an import: not solve time
     start = time.perf_counter()
     result = solve(least_squares, config)
     solve_seconds = build_seconds + time.perf_counter() - start

@@ -45,10 +45,12 @@ class BlockPattern:
         indptr, indices: the scalar pattern (lower triangle, CSC, complete d x d blocks).
         d: the block size.
         perm: ``(n / d,)`` block ordering: block k of the factorized matrix is block ``perm[k]`` of A.
+        blocks: ``block_structure(indptr, indices, d)`` where the caller has it.
     """
 
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, d: int, perm: np.ndarray):
-        structure = block_structure(indptr, indices, d)
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, d: int, perm: np.ndarray,
+                 blocks: tuple[np.ndarray, np.ndarray] | None = None):
+        structure = blocks if blocks is not None else block_structure(indptr, indices, d)
         if structure is None:
             raise ValueError(f"the pattern is not made of complete {d} x {d} blocks")
         bindptr, bindices = structure
@@ -315,3 +317,15 @@ def _kernels(d: int) -> tuple:
         out.append(numba.njit(cache=True, nogil=True, error_model="numpy",
                               fastmath={"reassoc", "contract", "arcp"})(function))
     return tuple(out)
+
+
+def warm_up(sizes: tuple[int, ...] = (3, 6)) -> None:
+    """Load (the first time on a machine: compile and cache) the kernels for these block sizes, on a
+    one-block matrix: start-up work, like an import, that a timed solve should not pay."""
+    for d in sizes:
+        indptr = np.concatenate([[0], np.cumsum(np.arange(d, 0, -1))]).astype(np.int64)
+        indices = np.concatenate([np.arange(c, d) for c in range(d)]).astype(np.int64)
+        pattern = BlockPattern(indptr, indices, d, np.zeros(1, dtype=np.int64))
+        values = np.where(indices == np.repeat(np.arange(d), np.arange(d, 0, -1)), 1.0, 0.0)[None, :]
+        lx, ldiag, ok = pattern.factorize(values)
+        pattern.solve(lx, ldiag, ok, np.ones((1, d, 1)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 from torch import Tensor
 
 from ..structure import Structure
@@ -42,6 +43,18 @@ class SparseCholesky(LinearSolver):
 
     def __init__(self, backend: str = "auto", *, mode: str = "auto", options: Options | None = None):
         self.options = options if options is not None else self.Options(backend, mode)
+
+    @staticmethod
+    def warm_up() -> None:
+        """Load the compiled kernels of the block factorization and of the fill analysis (start-up work
+        that timed solves leave out: ``slam.optim.prepare``)."""
+        from liegeo._kernels import numba_available
+
+        if numba_available():
+            from . import _block_cholesky, _fill
+
+            _block_cholesky.warm_up()
+            _fill.cholesky_work(np.array([0, 1]), np.array([0]), np.array([0]))
 
     def analyze(self, structure: Structure) -> SparseCholesky:
         """Build this problem's factorizer and the symbolic analysis (shared by problems of one shape)."""

@@ -353,7 +353,7 @@ class BatchedSparseCholesky:
         lnz, flops = cholesky_work(bindptr, bindices, perm)
         if not required and d * flops / lnz >= SUPERNODAL_SWITCH and self.backend == "cholmod":
             return None
-        return BlockPattern(pattern.indptr, pattern.indices, d, perm)
+        return BlockPattern(pattern.indptr, pattern.indices, d, perm, blocks)
 
     def solve(self, rhs: Tensor) -> Tensor:
         """Solves with the factorizations of the last ``factorize`` call.

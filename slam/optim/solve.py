@@ -48,7 +48,7 @@ log = logging.getLogger("slam")
 
 Optimizer = GaussNewton | LevenbergMarquardt | Dogleg
 
-__all__ = ["solve", "make_linear_solver", "SingularSystemError"]
+__all__ = ["solve", "prepare", "make_linear_solver", "SingularSystemError"]
 
 
 def make_linear_solver(choice: Any, problem: Problem) -> LinearSolver:
@@ -90,6 +90,18 @@ def choose_linear_solver(n: int, device: torch.device | str, *, have_cholmod: bo
         return SparseCholesky(), ("CHOLMOD (scikit-sparse) is not installed: sparse systems are factorized by SciPy's "
                                   "SuperLU (~1.7x CHOLMOD's time on sphere2500; pip install scikit-sparse for CHOLMOD)")
     return SparseCholesky(), ""
+
+
+def prepare(problem: Problem) -> Problem:
+    """Load every compiled kernel a solve of ``problem`` may run (its costs' and groups', ``Problem.prepare``,
+    and the sparse factorizations'), so that timed solves (``slam.pgo.optimize``, ``slam.ba.optimize``)
+    leave out this start-up work, as they leave out imports.  Analyses (structure, orderings) stay in
+    the solve.  Returns the problem."""
+    from ..linear.sparse import SparseCholesky
+
+    problem.prepare()
+    SparseCholesky.warm_up()
+    return problem
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 
 from ..optim import Dogleg, GaussNewton, IterationRecord, LevenbergMarquardt, solve
+from ..optim.solve import prepare
 from ..optim.result import json_safe
 from ..problem import NonFiniteError
 from ..robust import RobustLoss
@@ -125,7 +126,7 @@ def optimize(
     start = time.perf_counter()
     problem, poses = graph.problem(loss=loss)
     build_seconds = time.perf_counter() - start
-    problem.prepare()  # loading compiled kernels is start-up, like an import: not solve time
+    prepare(problem)  # loading compiled kernels is start-up, like an import: not solve time
     start = time.perf_counter()
     common = dict(max_iterations=max_iterations, function_tolerance=function_tolerance, progress=progress)
     if optimizer == "lm":
