@@ -129,7 +129,8 @@ class Dogleg(_Common):
     grows Δ to at least 3‖δ‖, ρ < 0.25 or a rejection shrinks it to ‖δ‖/2; a rejected step reuses
     both steps (no refactorization).  Where ``H`` is singular (a free gauge) the Gauss-Newton step
     of a slightly regularized ``H`` is used; the region bounds it.  Stops converged
-    ("parameter tolerance") once Δ is within ``parameter_tolerance`` (every later step is shorter).
+    ("parameter tolerance") once Δ is within ``parameter_tolerance`` of ``‖x‖`` (the next step is no
+    longer: MINPACK's and Ceres' stop on the trust radius).
     """
 
     initial_radius: float = 1.0

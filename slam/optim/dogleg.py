@@ -102,7 +102,7 @@ class DoglegSteps(StepStrategy):
     def stops(self, proposal: Proposal, accepted: Tensor, active: Tensor) -> list[tuple[Tensor, Termination]]:
         return [(self.radius <= torch.finfo(self.radius.dtype).tiny, Termination.TRUST_REGION_COLLAPSED)]
 
-    def shortest_next_step(self) -> Tensor | None:
+    def next_step_bound(self) -> Tensor | None:
         return self.radius
 
     def probe(self, lin: Linearization) -> Proposal:

@@ -118,10 +118,11 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
                     stop(accept & (step_norm <= parameter_tolerance * (x_norm + parameter_tolerance)),
                          Termination.PARAMETER_TOLERANCE)
         if parameter_tolerance > 0 and strategy.rejects_steps:
-            # Every later step from a point is shorter than a bound the strategy knows (a trust radius),
-            # or, with LM's opt-in rejected_step_tolerance, than the step it just rejected: once that is
-            # within the tolerance, x can no longer change by more (MINPACK's xtol, Ceres' minimum radius).
-            bound = strategy.shortest_next_step()
+            # The next step is no longer than a bound the strategy knows (its trust radius), or, with LM's
+            # opt-in rejected_step_tolerance, than the step it just rejected: once that bound is within the
+            # tolerance the parameters have settled, the stop of MINPACK's xtol on its radius and of Ceres'
+            # min_trust_region_radius.
+            bound = strategy.next_step_bound()
             if bound is None and getattr(cfg, "rejected_step_tolerance", False):
                 bound = torch.where(~accept & proposal.ok & torch.isfinite(new_cost.detach()), step_norm,
                                     torch.full_like(step_norm, float("inf")))

@@ -109,9 +109,9 @@ class StepStrategy(abc.ABC):
         """The strategy's own stops after an iteration: ``(mask, why)`` pairs (none by default)."""
         return []
 
-    def shortest_next_step(self) -> Tensor | None:
-        """``(B,)`` an upper bound on the length of any later step from the current point, where the
-        strategy knows one (a trust radius), else None."""
+    def next_step_bound(self) -> Tensor | None:
+        """``(B,)`` an upper bound on the length of the next step, where the strategy knows one (a trust
+        radius), else None."""
         return None
 
     def probe(self, lin: Linearization) -> Proposal:
