@@ -4,8 +4,9 @@ from .callbacks import History, LogIterations, ProgressBar
 from .config import Dogleg, GaussNewton, Implicit, LevenbergMarquardt, Truncated, Unroll
 from .gauss_newton import SingularSystemError
 from .result import IterationRecord, SolveResult
-from .solve import solve
+from .solve import prepare, solve
 from .termination import Termination
 
 __all__ = ["GaussNewton", "LevenbergMarquardt", "Dogleg", "Unroll", "Truncated", "Implicit", "IterationRecord",
-           "SolveResult", "SingularSystemError", "Termination", "History", "LogIterations", "ProgressBar", "solve"]
+           "SolveResult", "SingularSystemError", "Termination", "History", "LogIterations", "ProgressBar", "solve",
+           "prepare"]
