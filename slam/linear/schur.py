@@ -32,10 +32,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from liegeo._kernels import numba_available
+
 from ..structure import Structure
 from ..variables import Variable
 from .base import Factorization, LinearSolver
-from .sparse_cholesky import pattern_gradient
+from .sparse_cholesky import _cholmod, pattern_gradient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,22 +340,6 @@ DENSE_REDUCED_LIMIT = 4000
 """Kept dimensions up to which ``reduced="auto"`` forms ``S`` densely (128 MB in float64 at 4,000)."""
 
 
-def _have_cholmod() -> bool:
-    try:
-        import sksparse.cholmod  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _have_numba() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class SchurComplement(LinearSolver):
     """Eliminate the elements of ``eliminate`` (e.g. the points of bundle adjustment), then solve the
     reduced system ``S`` (see the module).  ``reduced`` is the reduced system's solver, as a solver
@@ -397,10 +383,10 @@ class SchurComplement(LinearSolver):
         layout = structure.shared_cache[("schur", self.analyze(structure)._table)]
         backend = self.backend
         if backend == "auto":  # numba on the CPU where installed; torch on other devices
-            backend = "numba" if values.device.type == "cpu" and _have_numba() else "torch"
+            backend = "numba" if values.device.type == "cpu" and numba_available() else "torch"
         reduced = self.reduced
         if reduced == "auto":
-            large = layout.keep_columns.numel() > DENSE_REDUCED_LIMIT and backend == "numba" and _have_cholmod()
+            large = layout.keep_columns.numel() > DENSE_REDUCED_LIMIT and backend == "numba" and _cholmod() is not None
             reduced = "sparse" if large else "dense"
         return SchurFactorization(structure, layout, values, reduced, self.tolerance, self.max_iterations, backend)
 

@@ -192,7 +192,7 @@ class BatchedSparseCholesky:
             raise ValueError(f"unknown backend {backend!r}")
         self.pattern, self.backend = pattern, backend
         self._symbolic: Any = None
-        self.mode = mode if backend == "cholmod" or mode == "block" else ("auto" if mode == "auto" else "superlu")
+        self.mode = mode if backend == "cholmod" or mode in ("auto", "block") else "superlu"
         """``"block"`` (``slam.linear._block_cholesky``), CHOLMOD's ``"simplicial"`` or ``"supernodal"``, or
         ``"superlu"`` (``"auto"`` until ``analyze`` chooses)."""
         self._symbolic_cache = {} if symbolic_cache is None else symbolic_cache
@@ -232,7 +232,6 @@ class BatchedSparseCholesky:
         if values.dim() != 2 or values.shape[1] != self.pattern.nnz or not values.is_floating_point():
             raise ValueError(f"values must be floating (B, {self.pattern.nnz}), got {tuple(values.shape)}")
         v = values.detach().to("cpu", torch.float64, copy=True).contiguous().numpy()
-        finite = np.isfinite(v).all(axis=1)
         # Drop the previous factors (and those of this tensor, being refactorized) first, so that they
         # can be recycled below unless a pending backward pass or a live values tensor holds them.
         self._numeric = None
@@ -242,7 +241,8 @@ class BatchedSparseCholesky:
             lx, ldiag, ok = self._symbolic.factorize(v)
             self._numeric = numeric = _BlockNumeric(self._symbolic, lx, ldiag, ok, v)
             self._remember(values, numeric)
-            return torch.from_numpy(ok.copy()).to(values.device)
+            return torch.from_numpy(ok.copy()).to(values.device)  # (the kernel tests finiteness itself)
+        finite = np.isfinite(v).all(axis=1)
         factors = [self._factorize_one(row) if good else None for row, good in zip(v, finite)]
         self._numeric = numeric = _Numeric(factors, self.backend, v)
         if self.backend == "cholmod":
@@ -330,23 +330,18 @@ class BatchedSparseCholesky:
         block ordering below ``SUPERNODAL_SWITCH``; measured: ``benchmarks/sparse_factorization.py``)."""
         from liegeo._kernels import numba_available
 
-        from ._fill import cholesky_work
+        pattern, blocks = self.pattern, None
+        if numba_available():
+            from ._block_cholesky import BlockPattern, block_structure
 
-        pattern = self.pattern
-        for d in (6, 3, 2, 4, 5, 7, 8, 9):  # pose sizes first
-            if numba_available() and pattern.n % d == 0:
-                from ._block_cholesky import block_structure
-
+            for d in (6, 3, 2, 4, 5, 7, 8, 9):  # pose sizes first
                 blocks = block_structure(pattern.indptr, pattern.indices, d)
                 if blocks is not None:
                     break
-        else:
-            blocks = None
         if blocks is None:
             if required:
                 raise ValueError("mode 'block' needs numba and a pattern of complete blocks of one size")
             return None
-        from ._block_cholesky import BlockPattern
 
         bindptr, bindices = blocks
         perm = _block_ordering(cholmod, bindptr, bindices)

@@ -29,7 +29,7 @@ from ..linear.cg import preconditioned_cg
 from ..problem import Problem, Values
 from .config import Implicit
 from .gauss_newton import SingularSystemError
-from .inputs import tensors_in
+from .inputs import cost_tensors
 
 log = logging.getLogger("slam")
 
@@ -99,7 +99,7 @@ class _LazyImplicitStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, problem: Problem, solution: Values, factorization: Factorization, mode: Implicit,
                 *inputs: Tensor) -> Tensor:
-        ctx.problem, ctx.solution, ctx.factorization, ctx.mode, ctx.count = problem, solution, factorization, mode, len(inputs)
+        ctx.problem, ctx.solution, ctx.factorization, ctx.mode = problem, solution, factorization, mode
         return torch.zeros(problem.batch_size, problem.structure.n, dtype=problem.dtype, device=problem.device)
 
     @staticmethod
@@ -121,9 +121,8 @@ def _implicit_inputs(problem: Problem, solution: Values) -> list[Tensor]:
     tensors that require grad (data, weights, robust scales) and the solution's tables that carry a
     graph (fixed elements are their inputs; ``slam.solve``).  Not the variables' initial values
     themselves: ``g`` sees them only through those tables."""
-    inputs = [t for cost in problem.costs for item in (*cost.data.values(), cost.weight, cost.loss)
-              for t in tensors_in(item) if t.requires_grad]
-    return _unique(inputs) + [value.data for value in solution if value.data.requires_grad]
+    inputs = _unique(t for t in cost_tensors(problem) if t.requires_grad)
+    return inputs + [value.data for value in solution if value.data.requires_grad]
 
 
 def _solve_implicit(gradient: Tensor, delta: Tensor, factorization: Factorization, v: Tensor, mode: Implicit) -> Tensor:

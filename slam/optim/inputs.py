@@ -16,6 +16,11 @@ def problem_tensors(problem: Problem) -> Iterator[Tensor]:
     """Every tensor the solution may depend on: values, data, weights, robust scales."""
     for variable in problem.variables:
         yield variable.value.data
+    yield from cost_tensors(problem)
+
+
+def cost_tensors(problem: Problem) -> Iterator[Tensor]:
+    """The tensors the costs hold: data, weights, robust scales."""
     for cost in problem.costs:
         for item in (*cost.data.values(), cost.weight, cost.loss):
             yield from tensors_in(item)

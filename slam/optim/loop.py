@@ -103,6 +103,7 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
             decrease = (lin.cost - new_cost).detach()
             step_norm = proposal.step.detach().norm(dim=-1)
         values = candidate if bool(accept.all()) else problem.select(accept, candidate, values)
+        x_norm = None
         if bool(accept.any()):
             previous = lin.cost.detach()
             lin = Linearization(*problem.linearize(values))
@@ -128,7 +129,7 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
                                     torch.full_like(step_norm, float("inf")))
             if bound is not None:
                 with torch.no_grad():
-                    x_norm = _storage_norm(values)
+                    x_norm = _storage_norm(values) if x_norm is None else x_norm
                     stop(bound <= parameter_tolerance * (x_norm + parameter_tolerance), Termination.PARAMETER_TOLERANCE)
         for mask, why in strategy.stops(proposal, accept, active):
             stop(mask, why)
