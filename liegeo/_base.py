@@ -149,6 +149,18 @@ class LieGroup(abc.ABC):
         """Inverse of ``jl``; equals ``J_r⁻¹(-ξ)``."""
         return cls.jr_inv(-xi)
 
+    @classmethod
+    def ad(cls, xi: Tensor) -> Tensor:
+        """The Lie algebra's adjoint ``ad(ξ) = d/dt Ad(Exp(tξ))`` at ``t = 0``, so that the bracket is
+        ``[ξ, η] = ad(ξ) η`` and ``Exp(ξ) Exp(η) = Exp(ξ + η + ½ ad(ξ) η + …)``: ``(*batch, k) -> (*batch, k, k)``.
+        A group without it (NotImplementedError) gets autograd where it is needed (``slam.Implicit``)."""
+        raise NotImplementedError(f"{cls.__name__}.ad")
+
+    @classmethod
+    def has_ad(cls) -> bool:
+        """Whether the group provides ``ad``."""
+        return cls.ad.__func__ is not LieGroup.ad.__func__  # type: ignore[attr-defined]
+
     # ------------------------------------------------------------------ public operations
 
     @classmethod

@@ -90,6 +90,10 @@ class Euclidean(LieGroup):
         return self
 
     @classmethod
+    def ad(cls, xi: Tensor) -> Tensor:
+        return torch.zeros(*xi.shape, xi.shape[-1], dtype=xi.dtype, device=xi.device)  # abelian
+
+    @classmethod
     def jr(cls, xi: Tensor) -> Tensor:
         return _math.eye(xi.shape[-1], xi.shape[:-1], xi)
 

@@ -68,6 +68,13 @@ class SE2(SEBase):
         return torch.stack([c, -s, y, s, c, -x, zero, zero, one], dim=-1).unflatten(-1, (3, 3))
 
     @classmethod
+    def ad(cls, xi: Tensor) -> Tensor:
+        # [[0, -θ, ρ_y], [θ, 0, -ρ_x], [0, 0, 0]] for ξ = (ρ, θ): the derivative of Ad = [[R, (y, -x)], [0, 1]]
+        r1, r2, theta = xi.unbind(-1)
+        zero = torch.zeros_like(theta)
+        return torch.stack([zero, -theta, r2, theta, zero, -r1, zero, zero, zero], dim=-1).unflatten(-1, (3, 3))
+
+    @classmethod
     def jr(cls, xi: Tensor) -> Tensor:
         # [[A, B, ρ1 C - ρ2 D], [-B, A, ρ1 D + ρ2 C], [0, 0, 1]], C = (θ - sin θ)/θ², D = (1 - cos θ)/θ²
         r1, r2, theta = xi.unbind(-1)

@@ -84,6 +84,12 @@ class SE3(SEBase):
         return torch.cat([top, bottom], dim=-2)
 
     @classmethod
+    def ad(cls, xi: Tensor) -> Tensor:
+        # [[ω×, v×], [0, ω×]] for ξ = (v, ω): the derivative of Ad = [[R, t× R], [0, R]]
+        w, v = _math.skew(xi[..., 3:]), _math.skew(xi[..., :3])
+        return torch.cat([torch.cat([w, v], dim=-1), torch.cat([torch.zeros_like(w), w], dim=-1)], dim=-2)
+
+    @classmethod
     def jr(cls, xi: Tensor) -> Tensor:
         return _se3_jl(-xi)
 

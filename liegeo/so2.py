@@ -99,6 +99,10 @@ class SO2(SOBase):
         return torch.ones_like(self.data[..., :1]).unsqueeze(-1)
 
     @classmethod
+    def ad(cls, xi: Tensor) -> Tensor:
+        return torch.zeros_like(xi).unsqueeze(-1)  # abelian
+
+    @classmethod
     def jr(cls, xi: Tensor) -> Tensor:
         return torch.ones_like(xi).unsqueeze(-1)
 

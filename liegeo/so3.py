@@ -220,6 +220,10 @@ class SO3(SOBase):
         return -_math.skew(p)
 
     @classmethod
+    def ad(cls, xi: Tensor) -> Tensor:
+        return _math.skew(xi)  # [ω, η] = ω × η
+
+    @classmethod
     def jr(cls, xi: Tensor) -> Tensor:
         # J_r(ω) = I - (1 - cos θ)/θ² [ω]× + (θ - sin θ)/θ³ [ω]×²
         return _so3_jacobian(xi, -_math.cosc(_math.squared_norm(xi)), _math.sinc3(_math.squared_norm(xi)))

@@ -185,6 +185,33 @@ class Problem:
                 raise self.nonfinite_error(values, total=total, h=h, g=g)
         return h, g, total
 
+    def gradient(self, values: Values) -> tuple[Tensor, Tensor]:
+        """``g = Jᵀr`` ``(B, n)`` and ``F`` ``(B,)`` at ``values``, as ``linearize`` gives them, without
+        assembling ``H`` (Hessian-vector products by differences of gradients: ``slam.optim.implicit``)."""
+        contributions, total = [], torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
+        for cost in self.costs:
+            instance_cost, _, _, _, g = self._linearize_cost(cost, self._gather(cost, values))
+            total = total + instance_cost.sum(-1)
+            contributions.append(g)
+        return self.structure.assemble_gradient(contributions, self.batch_size), total
+
+    def tangent_bracket(self, delta: Tensor, g: Tensor) -> Tensor:
+        """``ad(δᵢ)ᵀ gᵢ`` for every free variable ``i`` of a global tangent vector ``delta: (B, n)`` and a
+        gradient ``g: (B, n)``, each with its group's ``ad`` (``LieGroup.ad``): ``(B, n)``.
+
+        The gradient at ``x ⊕ tδ`` lives in the tangent space there; to first order in ``t`` it is
+        ``(I + ½ t ad(δ))ᵀ`` applied to the gradient of ``F(x ⊕ ·)`` at ``tδ`` (``Exp(a) Exp(b) = Exp(a + b +
+        ½ ad(a) b + …)``), which is where ``½ ad(δ)ᵀ g`` enters a Hessian-vector product by differences."""
+        out = torch.zeros_like(delta)
+        for variable, table in zip(self.variables, self.structure.tables):
+            if table.num_free == 0:
+                continue
+            span = slice(table.offset, table.offset + table.num_free * table.dim)
+            d = delta[:, span].reshape(-1, table.num_free, table.dim)
+            gi = g[:, span].reshape(-1, table.num_free, table.dim)
+            out[:, span] = torch.einsum("bfji,bfj->bfi", type(variable.value).ad(d), gi).reshape(d.shape[0], -1)
+        return out
+
     def _linearize_cost(self, cost: Cost, gathered: list[LieGroup]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``(½ρ(‖r‖²) (B, E), r, J, JᵀJ, Jᵀr)`` of one cost: ``r`` and ``J`` whitened, the blocks
         reweighted by the robust loss.

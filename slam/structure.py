@@ -97,7 +97,6 @@ class Structure:
         """
         ref = contributions[0][0]
         values = torch.zeros(batch, self.nnz + 1, dtype=ref.dtype, device=ref.device)
-        gradient = torch.zeros(batch, self.n + 1, dtype=ref.dtype, device=ref.device)
         for layout, (h, g) in zip(self.costs, contributions):
             if h.dim() == g.dim():  # already the packed lower triangle, in tril_indices order
                 lower = h
@@ -107,8 +106,15 @@ class Structure:
             if layout.multiplicity is not None:
                 lower = lower * layout.multiplicity.to(lower)
             values = values.index_add(1, layout.hessian_slots.to(h.device), lower.expand(batch, -1, -1).reshape(batch, -1))
+        return values[:, : self.nnz], self.assemble_gradient([g for _, g in contributions], batch)
+
+    def assemble_gradient(self, contributions: Sequence[Tensor], batch: int) -> Tensor:
+        """Sum per-instance ``g: (B, E, D)`` (one per cost) into ``g`` ``(B, n)``, as ``assemble`` does."""
+        ref = contributions[0]
+        gradient = torch.zeros(batch, self.n + 1, dtype=ref.dtype, device=ref.device)
+        for layout, g in zip(self.costs, contributions):
             gradient = gradient.index_add(1, layout.gradient_slots.to(g.device), g.expand(batch, -1, -1).reshape(batch, -1))
-        return values[:, : self.nnz], gradient[:, : self.n]
+        return gradient[:, : self.n]
 
 
 def analyze(

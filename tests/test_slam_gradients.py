@@ -257,3 +257,85 @@ def test_implicit_backward_built_lazily_equals_the_eager_graph(hessian):
     for lazy, eager in zip(*results):
         torch.testing.assert_close(lazy, eager, rtol=1e-10, atol=1e-12)
     assert results[0][2][graph.fixed].abs().sum() > 0  # the fixed pose's value moves the solution
+
+
+def _off_optimum(problem, generator, scale=0.05):
+    """A point near the problem's start where the gradient does not vanish (the ``ad`` correction of
+    ``_difference_hvp`` is then not negligible), and its gradient."""
+    values = problem.initial_values()
+    step = scale * torch.randn(problem.batch_size, problem.structure.n, generator=generator, dtype=torch.float64)
+    point = problem.retract([v.detach() for v in values], step)
+    with torch.no_grad():
+        g, _ = problem.gradient(point)
+    return point, g
+
+
+def _problems(generator):
+    from liegeo import SE3
+    from slam.pgo import synthetic_graph
+
+    yield "SE2", synthetic_graph(SE2, 16, 5, rotation_noise=0.3)[0].problem()[0]
+    yield "SE3", synthetic_graph(SE3, 16, 5, rotation_noise=0.3)[0].problem()[0]
+    yield "SE3 Cauchy", synthetic_graph(SE3, 16, 5, rotation_noise=0.3)[0].problem(loss=slam.Cauchy(0.5))[0]
+    init, i, j, z = graph(generator)
+    poses = slam.Variable(init, fixed=[0])
+    points = slam.Variable(Euclidean(torch.randn(4, 2, generator=generator, dtype=torch.float64)))
+    anchor = torch.randn(4, 2, generator=generator, dtype=torch.float64)
+
+    @slam.residual
+    def offset(pose, point, *, target):  # a Euclidean variable coupled to SE(2) poses
+        return pose.act(point.data) - target
+
+    yield "SE2 + R2", slam.Problem([Between(poses[i], poses[j], measurement=SE2.exp(z)),
+                                    offset(poses[torch.arange(4)], points[torch.arange(4)], target=anchor)])
+
+
+def test_hessian_products_by_differences_equal_double_backward(generator):
+    """``H p`` by central differences of the (fused) gradient along the retraction, with the ``ad``
+    correction, against double backward through the torch graph, off the optimum where ``g ≠ 0``."""
+    from slam.optim.implicit import _autograd_hvp, _difference_hvp
+
+    for name, problem in _problems(generator):
+        point, g = _off_optimum(problem, generator)
+        delta = torch.zeros(problem.batch_size, problem.structure.n, dtype=torch.float64, requires_grad=True)
+        cost = problem.cost(problem.retract(point, delta)).sum()
+        (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
+        p = torch.randn(gradient.shape, generator=generator, dtype=torch.float64)
+        expected = _autograd_hvp(gradient, delta)(p)
+        got = _difference_hvp(problem, point, g, p)
+        assert relative_error(got, expected) < 2e-8, name
+        if name.startswith("SE"):  # without the correction the products are off (the test can fail)
+            correction = 0.5 * problem.tangent_bracket(p, g)
+            assert relative_error(got + correction, expected) > 1e-5, name
+
+
+def test_exact_implicit_gradients_equal_with_either_products():
+    import dataclasses
+
+    from liegeo import SE3
+    from slam.pgo import synthetic_graph
+
+    graph_, _ = synthetic_graph(SE3, 24, 8, rotation_noise=0.1)
+    grads = []
+    for products in ("differences", "autograd"):
+        measurements = graph_.measurements.data.clone().requires_grad_(True)
+        problem, poses = dataclasses.replace(graph_, measurements=SE3(measurements)).problem()
+        mode = slam.Implicit(products=products, tolerance=1e-13)
+        loss = (slam.solve(problem, TIGHT, mode)[poses].data[..., :3] ** 2).sum()
+        grads.append(torch.autograd.grad(loss, measurements)[0])
+    assert relative_error(*grads) < 1e-8
+
+
+def test_implicit_products_choice():
+    from slam.optim.implicit import _products
+    from slam.pgo import synthetic_graph
+
+    problem64 = synthetic_graph(SE2, 8, 2)[0].problem()[0]
+    problem32 = synthetic_graph(SE2, 8, 2, dtype=torch.float32)[0].problem()[0]
+    assert _products(problem64, slam.Implicit()) == "differences"
+    assert _products(problem32, slam.Implicit()) == "autograd"  # differences need float64
+    assert _products(problem64, slam.Implicit(products="autograd")) == "autograd"
+    with pytest.raises(ValueError, match="float64"):
+        _products(problem32, slam.Implicit(products="differences"))
+    with pytest.raises(ValueError, match="products"):
+        slam.Implicit(products="finite")

@@ -36,6 +36,8 @@ class LoopResult:
     termination: list[Termination]
     h: Tensor
     """The (undamped) normal-equation values at ``values`` (the last linearization)."""
+    g: Tensor
+    """The gradient ``(B, n)`` at ``values`` (the last linearization)."""
 
 
 def tolerance_floors(dtype: torch.dtype) -> tuple[float, float]:
@@ -144,7 +146,7 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
     if nonfinite is not None:
         nonfinite.check(problem, strategy, values, lin, stop.converged, reasons)
     converged = strategy.finish(stop.converged, reasons)
-    return LoopResult(values, lin.cost.detach(), initial_cost, count, converged, reasons, lin.h)
+    return LoopResult(values, lin.cost.detach(), initial_cost, count, converged, reasons, lin.h, lin.g)
 
 
 _TOLERANCE_STOPS = (Termination.FUNCTION_TOLERANCE, Termination.ABSOLUTE_TOLERANCE, Termination.PARAMETER_TOLERANCE)

@@ -179,7 +179,7 @@ def solve(
         if isinstance(backward, Truncated):
             solution = gauss_newton_tail(problem, solver, restart, backward.iterations)
         else:
-            solution = implicit_solution(problem, restart, solver, backward, h=state.h, lazy=visible)
+            solution = implicit_solution(problem, restart, solver, backward, h=state.h, g=state.g, lazy=visible)
 
     with torch.no_grad():
         final_cost = problem.cost(solution) if solution is not state.values else state.cost
