@@ -13,7 +13,7 @@ from torch import Tensor
 
 from . import _math
 from ._base import SEBase
-from .so3 import SO3, exp_quaternion
+from .so3 import SO3, _angle_dtype, exp_quaternion
 
 
 class SE3(SEBase):
@@ -50,6 +50,23 @@ class SE3(SEBase):
         """From ``t: (*batch, 3)`` and ``(x, y, z, w)`` quaternions ``(*batch, 4)`` (normalized);
         ``torch.cat([t, q], -1)`` is the g2o / TUM pose layout."""
         return cls.from_rotation_translation(SO3.from_quaternion(quaternion), translation)
+
+    @classmethod
+    def from_rpy(cls, xyz: Tensor, rpy: Tensor) -> SE3:
+        """A URDF ``<origin xyz="..." rpy="...">``: translation ``xyz: (*batch, 3)`` and rotation
+        ``Rz(yaw) Ry(pitch) Rx(roll)`` from ``rpy: (*batch, 3)`` = ``(roll, pitch, yaw)`` in radians
+        (``SO3.from_rpy``); batch axes broadcast.  Translation first, as in the storage."""
+        xyz, rpy = torch.as_tensor(xyz), torch.as_tensor(rpy)
+        dtype = _angle_dtype(xyz, rpy)
+        return cls.from_rotation_translation(SO3.from_rpy(rpy.to(dtype)), xyz.to(dtype))
+
+    @classmethod
+    def from_euler(cls, translation: Tensor, angles: Tensor, order: str = "xyz", *, degrees: bool = False) -> SE3:
+        """Translation ``(*batch, 3)`` and the rotation of Euler ``angles: (*batch, len(order))`` in ``order``
+        (scipy's convention: lowercase extrinsic, uppercase intrinsic; ``SO3.from_euler``); batch axes broadcast."""
+        translation, angles = torch.as_tensor(translation), torch.as_tensor(angles)
+        dtype = _angle_dtype(translation, angles)
+        return cls.from_rotation_translation(SO3.from_euler(angles.to(dtype), order, degrees=degrees), translation.to(dtype))
 
     @classmethod
     def _exp(cls, xi: Tensor) -> SE3:

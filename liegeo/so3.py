@@ -6,6 +6,7 @@ are public because SE(3) and the cost libraries use them directly.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -154,14 +155,57 @@ class SO3(SOBase):
         return cls.exp(unit * angle.unsqueeze(-1))
 
     @classmethod
-    def from_rpy(cls, roll: Tensor, pitch: Tensor, yaw: Tensor) -> SO3:
-        """``Rz(yaw) · Ry(pitch) · Rx(roll)`` (URDF ``rpy``, TORO, GTSAM ``Rot3.Ypr``); each ``(*batch,)``."""
-        roll, pitch, yaw = torch.broadcast_tensors(torch.as_tensor(roll), torch.as_tensor(pitch), torch.as_tensor(yaw))
-        zero = torch.zeros_like(roll)
-        rx = cls._exp(torch.stack([roll, zero, zero], -1))
-        ry = cls._exp(torch.stack([zero, pitch, zero], -1))
-        rz = cls._exp(torch.stack([zero, zero, yaw], -1))
-        return rz._compose(ry)._compose(rx)
+    def from_rpy(cls, roll: Tensor | Any, pitch: Tensor | Any = None, yaw: Tensor | Any = None) -> SO3:
+        """``R = Rz(yaw) · Ry(pitch) · Rx(roll)``: URDF's ``<origin rpy>`` (fixed axes: roll about x, then
+        pitch about y, then yaw about z), also TORO's and GTSAM's ``Rot3.RzRyRx``; radians.
+
+        Either ``SO3.from_rpy(rpy)`` with ``rpy: (*batch, 3)`` holding ``(roll, pitch, yaw)``, or
+        ``SO3.from_rpy(roll, pitch, yaw)`` with three ``(*batch,)`` tensors (or numbers; they broadcast).
+        The same as ``from_euler(rpy, "xyz")``; ``rpy()`` is the inverse.
+        """
+        if pitch is None and yaw is None:
+            return cls.from_euler(roll, "xyz")
+        if pitch is None or yaw is None:
+            raise TypeError("SO3.from_rpy takes one (*batch, 3) tensor or all three of roll, pitch and yaw")
+        parts = [torch.as_tensor(a) for a in (roll, pitch, yaw)]
+        dtype = _angle_dtype(*parts)
+        return cls.from_euler(torch.stack(torch.broadcast_tensors(*(a.to(dtype) for a in parts)), -1), "xyz")
+
+    @classmethod
+    def from_euler(cls, angles: Tensor | Any, order: str = "xyz", *, degrees: bool = False) -> SO3:
+        """From Euler angles ``angles: (*batch, len(order))`` about the axes named by ``order``, with
+        scipy's convention (``scipy.spatial.transform.Rotation.from_euler(order, angles)``).
+
+        ``order`` is 1 to 3 of ``x, y, z`` (no axis twice in a row): lowercase is **extrinsic** (each
+        rotation about the fixed frame's axis: ``"xyz"`` with ``(a, b, c)`` is ``Rz(c) Ry(b) Rx(a)``,
+        URDF's rpy, the default), uppercase is **intrinsic** (about the axes rotated so far: ``"ZYX"``
+        with ``(a, b, c)`` is ``Rz(a) Ry(b) Rx(c)``, yaw-pitch-roll); ``"zxz"``-type proper Euler
+        orders are accepted too.  Radians, or degrees with ``degrees=True``.  Float32 and float64 (other
+        inputs take the default dtype); no singularity: gimbal lock only matters for ``rpy()``.
+        Differentiable.
+        """
+        if isinstance(angles, str):
+            raise TypeError(f"SO3.from_euler takes the angles first: SO3.from_euler(angles, {angles!r}) "
+                            "(scipy's from_euler takes the order first)")
+        axes = _euler_axes(order)
+        angles = torch.as_tensor(angles)
+        angles = angles.to(_angle_dtype(angles))
+        if angles.ndim == 0 or angles.shape[-1] != len(axes):
+            raise ValueError(f"SO3.from_euler({order!r}) needs angles of shape (*batch, {len(axes)}), "
+                             f"got {tuple(angles.shape)}")
+        half = angles * (math.pi / 360.0 if degrees else 0.5)
+        sin, cos, zero = torch.sin(half), torch.cos(half), torch.zeros_like(half[..., 0])
+        elementary = []  # the quaternion (sin(θ/2) e_k, cos(θ/2)) of each single-axis rotation
+        for i, k in enumerate(axes):
+            vector = [zero, zero, zero]
+            vector[k] = sin[..., i]
+            elementary.append(torch.stack([*vector, cos[..., i]], -1))
+        if order.islower():  # extrinsic: the later rotations apply on the left
+            elementary.reverse()
+        q = elementary[0]
+        for factor in elementary[1:]:
+            q = quaternion_multiply(q, factor)
+        return cls._wrap(q)
 
     # ------------------------------------------------------------------ conversion
 
@@ -232,6 +276,25 @@ class SO3(SOBase):
     def jr_inv(cls, xi: Tensor) -> Tensor:
         # J_r⁻¹(ω) = I + ½ [ω]× + (1 - (θ/2) cot(θ/2))/θ² [ω]×²
         return _so3_jacobian(xi, torch.full_like(xi[..., 0], 0.5), _math.jinv(_math.squared_norm(xi)))
+
+
+def _euler_axes(order: str) -> list[int]:
+    """The axis indices (x=0, y=1, z=2) of an Euler ``order`` as scipy accepts it (see ``SO3.from_euler``)."""
+    if not isinstance(order, str) or not 1 <= len(order) <= 3 or not (order.islower() or order.isupper()) or any(
+            c not in "xyz" for c in order.lower()):
+        raise ValueError(f"Euler order must be 1 to 3 of x, y, z, all lowercase (extrinsic) or all uppercase "
+                         f"(intrinsic), got {order!r}")
+    if any(a == b for a, b in zip(order, order[1:])):
+        raise ValueError(f"Euler order {order!r} names one axis twice in a row")
+    return ["xyz".index(c) for c in order.lower()]
+
+
+def _angle_dtype(*angles: Tensor) -> torch.dtype:
+    """The floating dtype of angle tensors (promoted; the default dtype for integers and booleans)."""
+    dtype = angles[0].dtype
+    for a in angles[1:]:
+        dtype = torch.promote_types(dtype, a.dtype)
+    return dtype if dtype.is_floating_point else torch.get_default_dtype()
 
 
 def _so3_jacobian(omega: Tensor, a: Tensor, b: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ solution flow back to every input by unrolling, truncation or the implicit
 function theorem.  Conventions: ``liegeo.conventions``.
 """
 
-from .costs import Cost, residual
+from .costs import Cost, Prior, residual
 from .layer import SolverLayer
 from .least_squares import LeastSquaresResult, least_squares
 from .optim import (Dogleg, GaussNewton, Implicit, IterationRecord, LevenbergMarquardt, SingularSystemError,
@@ -18,7 +18,7 @@ from .variables import Variable, VariableRef
 from .weights import DiagonalWeight, ScalarWeight, SqrtInformation, Weight
 
 __all__ = [
-    "Variable", "VariableRef", "Cost", "residual", "Problem", "NonFiniteError",
+    "Variable", "VariableRef", "Cost", "residual", "Prior", "Problem", "NonFiniteError",
     "Weight", "ScalarWeight", "DiagonalWeight", "SqrtInformation",
     "RobustLoss", "Huber", "Cauchy", "GemanMcClure", "Tukey", "parse_robust",
     "GaussNewton", "LevenbergMarquardt", "Dogleg", "Unroll", "Truncated", "Implicit",

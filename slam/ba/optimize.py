@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Sequence
 
@@ -10,6 +11,8 @@ import torch
 
 from liegeo import Euclidean
 
+from .._docs import document_fields
+from .._verbose import verbose_option
 from ..costs import BALReprojection
 from ..linear import SchurComplement
 from ..optim import IterationRecord, LevenbergMarquardt, solve
@@ -21,6 +24,7 @@ from ..variables import Variable
 from .bal_problem import BALProblem
 
 
+@document_fields
 @dataclasses.dataclass(frozen=True)
 class BAResult:
     problem: BALProblem
@@ -42,6 +46,14 @@ class BAResult:
             "initial_cost": self.initial_cost, "final_cost": self.final_cost, "iterations": self.iterations,
             "converged": self.converged, "termination": self.termination, "solve_seconds": self.solve_seconds,
         })
+
+    def __repr__(self) -> str:
+        """One line: the problem's size, how the solve ended, iterations, cost before and after, seconds."""
+        p = self.problem
+        name = f"{os.path.basename(p.source)}: " if p.source else ""
+        return (f"BAResult({name}{p.num_cameras} cameras, {p.num_points} points, {p.num_observations} observations; "
+                f"{self.termination}, {'converged' if self.converged else 'not converged'}, {self.iterations} iterations, "
+                f"cost {self.initial_cost:.6e} -> {self.final_cost:.6e}, {self.solve_seconds:.3f} s)")
 
 
 def build(problem: BALProblem, *, loss: RobustLoss | None = None, fix_intrinsics: bool = False,
@@ -74,6 +86,7 @@ def build(problem: BALProblem, *, loss: RobustLoss | None = None, fix_intrinsics
     return Problem([cost]), (poses, intrinsics_variable, points)
 
 
+@verbose_option
 def optimize(
     problem: BALProblem,
     *,
@@ -87,6 +100,7 @@ def optimize(
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    verbose: bool = False,
 ) -> BAResult:
     """Adjust cameras (pose and, unless fixed, ``f, k1, k2``) and points; ``solve_seconds`` includes
     building the problem, not loading the compiled kernels (``Problem.prepare``).
@@ -94,6 +108,10 @@ def optimize(
     ``linear_solver``: ``"schur"`` (points eliminated, ``slam.linear.SchurComplement``; reduced system
     by dense Cholesky), ``"iterative-schur"`` (the same, reduced system by block-Jacobi PCG), or any
     choice of ``LevenbergMarquardt.linear_solver`` (``"cholmod"``, ``"dense"``: the full system).
+
+    ``verbose=True`` prints the solver's log lines (one per iteration, then the outcome) to stderr for
+    this call, without configuring ``logging`` (``slam._verbose``; where the application already logs
+    ``slam`` at INFO, they go there instead, once).
     """
     start = time.perf_counter()
     least_squares, (poses, intrinsics, points) = build(problem, loss=loss, fix_intrinsics=fix_intrinsics,

@@ -27,12 +27,8 @@ from .urdf import Robot
 
 
 def _rpy_quaternion(rpy: Tensor) -> Tensor:
-    """Quaternions ``(x, y, z, w)`` of ``Rz(yaw) Ry(pitch) Rx(roll)``: ``(J, 3) -> (J, 4)``."""
-    unit = torch.eye(3, dtype=rpy.dtype)
-    rx = SO3.exp(unit[0] * rpy[:, 0:1])
-    ry = SO3.exp(unit[1] * rpy[:, 1:2])
-    rz = SO3.exp(unit[2] * rpy[:, 2:3])
-    return rz.compose(ry).compose(rx).data
+    """Quaternions ``(x, y, z, w)`` of ``Rz(yaw) Ry(pitch) Rx(roll)``: ``(J, 3) -> (J, 4)`` (``SO3.from_rpy``)."""
+    return SO3.from_rpy(rpy).data
 
 
 class Kinematics:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Literal, Union
 
+from .._docs import document_fields
 from ..linear.base import LinearSolver
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class _Common:
             raise ValueError(f"linear_solver must be auto, dense, cholmod, cg or a LinearSolver; got {self.linear_solver!r}")
 
 
+@document_fields
 @dataclasses.dataclass(frozen=True)
 class GaussNewton(_Common):
     """Undamped Gauss-Newton: every step ``δ = -H⁻¹ g`` is taken (times ``step_size``).
@@ -75,6 +77,7 @@ class GaussNewton(_Common):
         return GaussNewtonSteps
 
 
+@document_fields
 @dataclasses.dataclass(frozen=True)
 class LevenbergMarquardt(_Common):
     """Levenberg-Marquardt with a trust-region damping update (Nielsen 1999, as in Ceres).
@@ -119,6 +122,7 @@ class LevenbergMarquardt(_Common):
             raise ValueError(f"damping must be marquardt, marquardt-current or levenberg, got {self.damping!r}")
 
 
+@document_fields
 @dataclasses.dataclass(frozen=True)
 class Dogleg(_Common):
     """Powell's dogleg in a trust region (GTSAM's ``DoglegOptimizer``, Ceres' ``DOGLEG``).
@@ -148,11 +152,13 @@ class Dogleg(_Common):
             raise ValueError(f"initial_radius must be > 0, got {self.initial_radius}")
 
 
+@document_fields
 @dataclasses.dataclass(frozen=True)
 class Unroll:
     """Backpropagate through every iteration (memory grows with the iterations)."""
 
 
+@document_fields
 @dataclasses.dataclass(frozen=True)
 class Truncated:
     """Solve without a graph, then backpropagate through ``iterations`` undamped Gauss-Newton steps
@@ -165,6 +171,7 @@ class Truncated:
             raise ValueError(f"Truncated needs iterations >= 1, got {self.iterations}")
 
 
+@document_fields
 @dataclasses.dataclass(frozen=True)
 class Implicit:
     """Implicit function theorem at the solution x*: ``dx*/dθ = -H⁻¹ ∂g/∂θ``; memory independent of iterations.

@@ -10,10 +10,12 @@ from torch import Tensor
 
 from liegeo import LieGroup
 
+from .._docs import document_fields
 from ..variables import Variable
 from .termination import Termination
 
 
+@document_fields
 @dataclasses.dataclass(frozen=True)
 class IterationRecord:
     """One iteration, for every problem of the batch (tensors ``(B,)``)."""
@@ -35,6 +37,7 @@ class IterationRecord:
     """The trust-region radius Δ used for this step (dogleg; None for the others)."""
 
 
+@document_fields
 @dataclasses.dataclass(frozen=True)
 class SolveResult:
     """The outcome of ``slam.solve``; index it with a ``Variable`` to get that table's solution."""
@@ -57,6 +60,70 @@ class SolveResult:
 
     def __getitem__(self, variable: Variable) -> LieGroup:
         return self.values[variable]
+
+    def __repr__(self) -> str:
+        """One line: termination, convergence, iterations, initial -> final cost, time (not the values)."""
+        n = len(self.termination)
+        cost = f"cost {_total(self.initial_cost):.6e} -> {_total(self.cost):.6e}"
+        if n == 1:
+            converged = "converged" if bool(self.converged.reshape(-1)[0]) else "not converged"
+            return (f"SolveResult({self.termination[0]}, {converged}, {int(self.iterations.reshape(-1)[0])} iterations, "
+                    f"{cost}, {self.solve_seconds:.3f} s)")
+        return (f"SolveResult({n} problems, {int(self.converged.sum())}/{n} converged, {_span(self.iterations)} "
+                f"iterations, total {cost}, {self.solve_seconds:.3f} s)")
+
+    def summary(self, max_problems: int = 8) -> str:
+        """A few lines for people: how each problem ended (termination, converged or not), its iterations,
+        its initial and final cost, and the solve time.  A batch of more than ``max_problems`` problems is
+        summarized: totals, the spread of iterations, the count of each termination and the problems
+        that did not converge."""
+        n = len(self.termination)
+        converged = [bool(c) for c in self.converged.reshape(-1).tolist()]
+        iterations = [int(i) for i in self.iterations.reshape(-1).tolist()]
+        initial, final = _floats(self.initial_cost), _floats(self.cost)
+
+        def outcome(b: int) -> str:
+            return f"{self.termination[b]} ({'converged' if converged[b] else 'not converged'})"
+
+        if n == 1:
+            return "\n".join([
+                f"SolveResult: {outcome(0)} after {iterations[0]} iterations, {self.solve_seconds:.3f} s",
+                f"  cost {initial[0]:.6e} -> {final[0]:.6e}",
+            ])
+        lines = [f"SolveResult: {n} problems, {sum(converged)} of {n} converged, {self.solve_seconds:.3f} s"]
+        if n <= max_problems:
+            width = len(str(n - 1))
+            lines += [f"  problem {b:>{width}}: {outcome(b)} after {iterations[b]} iterations, "
+                      f"cost {initial[b]:.6e} -> {final[b]:.6e}" for b in range(n)]
+            return "\n".join(lines)
+        counts: dict[str, int] = {}
+        for t in self.termination:
+            counts[str(t)] = counts.get(str(t), 0) + 1
+        failed = [b for b in range(n) if not converged[b]]
+        lines += [
+            f"  iterations {_span(self.iterations)} (median {int(self.iterations.reshape(-1).median())})",
+            f"  total cost {_total(self.initial_cost):.6e} -> {_total(self.cost):.6e}",
+            "  terminations: " + ", ".join(f"{count} {t}" for t, count in sorted(counts.items(), key=lambda kv: -kv[1])),
+        ]
+        if failed:
+            shown = ", ".join(str(b) for b in failed[:max_problems])
+            lines.append(f"  not converged: problem{'s' if len(failed) > 1 else ''} {shown}"
+                         + (f" and {len(failed) - max_problems} more" if len(failed) > max_problems else ""))
+        return "\n".join(lines)
+
+
+def _floats(t: Tensor) -> list[float]:
+    return [float(x) for x in t.detach().reshape(-1).tolist()]
+
+
+def _total(t: Tensor) -> float:
+    return float(sum(_floats(t)))
+
+
+def _span(iterations: Tensor) -> str:
+    """``"6"`` or ``"3-50"``: the smallest and largest iteration count of a batch."""
+    low, high = int(iterations.min()), int(iterations.max())
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def json_safe(summary: dict[str, Any]) -> dict[str, Any]:

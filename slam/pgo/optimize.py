@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from typing import Literal
 
@@ -13,6 +14,8 @@ import torch
 from ..optim import Dogleg, GaussNewton, IterationRecord, LevenbergMarquardt, solve
 from ..optim.solve import prepare
 from ..optim.result import json_safe
+from .._docs import document_fields
+from .._verbose import verbose_option
 from ..problem import NonFiniteError
 from ..robust import RobustLoss
 from .graph import PoseGraph
@@ -28,6 +31,7 @@ Initialization = Literal["file", "odometry", "chordal"]
 POSE_GRAPH_DAMPING = 1e-8
 
 
+@document_fields
 @dataclasses.dataclass(frozen=True)
 class PgoResult:
     graph: PoseGraph
@@ -58,6 +62,14 @@ class PgoResult:
             **({"batch_size": self.graph.batch_size, "per_graph": self.per_graph} if self.per_graph else {}),
         }
         return json_safe(out)
+
+    def __repr__(self) -> str:
+        """One line: the graph, how the solve ended, iterations, chi2 before and after, seconds."""
+        name = os.path.basename(self.graph.source) if self.graph.source else "pose graph"
+        batch = f"{self.graph.batch_size} x " if self.graph.batch_size is not None else ""
+        return (f"PgoResult({name}: {batch}{self.graph.num_poses} poses, {self.graph.num_edges} edges; {self.termination}, "
+                f"{'converged' if self.converged else 'not converged'}, {self.iterations} iterations, "
+                f"chi2 {self.initial_chi2:.6e} -> {self.final_chi2:.6e}, {self.solve_seconds:.3f} s)")
 
 
 def _chi2_error(graph: PoseGraph, when: str) -> NonFiniteError:
@@ -97,6 +109,7 @@ def initialize(graph: PoseGraph, method: Initialization) -> PoseGraph:
     return graph.with_poses(type(poses)(offset.unsqueeze(0).compose(poses).data.to(graph.poses.data.dtype)))
 
 
+@verbose_option
 def optimize(
     graph: PoseGraph,
     *,
@@ -108,6 +121,7 @@ def optimize(
     device: str | torch.device = "cpu",
     progress: bool = False,
     optimizer: Literal["lm", "dogleg", "gn"] = "lm",
+    verbose: bool = False,
 ) -> PgoResult:
     """Initialize (timed as ``init_seconds``) and solve (``solve_seconds``) a pose graph by LM (or by
     Powell's dogleg, ``optimizer="dogleg"``, or Gauss-Newton, ``"gn"``; the first pose fixes the gauge).
@@ -115,6 +129,10 @@ def optimize(
     A batch of graphs (``PoseGraph.stack``) is solved in one batched call, each graph with its own
     damping and stopping test; its result reports the sums of the chi2 values, the largest iteration
     count, ``converged`` if every graph converged, and the per-graph values in ``per_graph``.
+
+    ``verbose=True`` prints the solver's log lines (one per iteration, then the outcome) to stderr for
+    this call, without configuring ``logging`` (``slam._verbose``; where the application already logs
+    ``slam`` at INFO, they go there instead, once).
     """
     if graph.batch_size is not None and init != "file":
         raise ValueError(f"init={init!r} is not available for a batch of graphs; initialize each graph and stack them")
