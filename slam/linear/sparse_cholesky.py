@@ -144,12 +144,25 @@ class _BlockNumeric:
 
 
 def _block_ordering(cholmod: Any, bindptr: np.ndarray, bindices: np.ndarray) -> np.ndarray:
-    """A fill-reducing ordering of the block graph: CHOLMOD's (AMD, or METIS where it does better) where
-    scikit-sparse is installed, else SuperLU's minimum degree on ``AᵀA + A``."""
+    """A fill-reducing ordering of the block graph: where scikit-sparse is installed, the one of CHOLMOD's
+    AMD, METIS and nested dissection that needs the fewest flops (``cholesky_work``; on the block graph,
+    once per shape: nested dissection needs 15 % fewer flops than AMD on city10000, for 60 ms of analysis;
+    AMD stays best on smallGrid3D, intel, manhattan and parking-garage), else SuperLU's minimum degree on
+    ``AᵀA + A``."""
     nb = bindptr.size - 1
     graph = sp.csc_matrix((np.ones(bindices.size), bindices, bindptr), (nb, nb))
     if cholmod is not None:
-        return np.asarray(cholmod.analyze(graph, mode="simplicial").P(), dtype=np.int64)
+        best, best_flops = None, np.inf
+        for method in ("amd", "metis", "nesdis"):
+            try:
+                perm = np.asarray(cholmod.analyze(graph, mode="simplicial", ordering_method=method).P(), dtype=np.int64)
+            except Exception:  # noqa: BLE001 - a CHOLMOD built without METIS (CholmodError): AMD stands
+                continue
+            flops = cholesky_work(bindptr, bindices, perm)[1]
+            if flops < best_flops:
+                best, best_flops = perm, flops
+        if best is not None:
+            return best
     full = graph + graph.T + sp.eye(nb) * (2.0 * nb)  # diagonally dominant: no pivoting off the diagonal
     lu = spla.splu(sp.csc_matrix(full), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
                    options={"SymmetricMode": True})
