@@ -67,11 +67,33 @@ def main(argv: list[str] | None = None) -> int:
     ba.add_argument("--json", type=Path, help="summary (costs, iterations, time, sizes)")
     ba.add_argument("--progress", action="store_true", help="show a progress bar")
 
-    evaluate = commands.add_parser("eval", help="ATE / RPE of a trajectory against ground truth (TUM or KITTI)")
+    evaluate = commands.add_parser("eval", help="ATE / RPE of a trajectory against ground truth (TUM or KITTI)",
+                                   description=_EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.error = _one_line_error(evaluate)  # type: ignore[method-assign]
     evaluate.add_argument("estimate")
     evaluate.add_argument("reference")
-    evaluate.add_argument("--align", choices=["se3", "sim3", "se2", "none"], default="se3")
-    evaluate.add_argument("--json", type=Path)
+    evaluate.add_argument("--align", choices=["se3", "sim3", "se2", "none"], default="se3",
+                          help="Umeyama alignment of the estimate onto the reference before APE and RPE: se3 "
+                               "(default; evo -a), sim3 (with scale; evo -as), se2 (about z, in x-y), none (evo's default)")
+    evaluate.add_argument("--pose-relation", choices=_POSE_RELATIONS, default="trans", metavar="RELATION",
+                          help="what APE and RPE measure of each error pose E: trans (evo trans_part: metres; the "
+                               "default, reported as ATE/RPE translation with RPE rotation), rot (evo angle_deg, or "
+                               "angle_rad with --angle-unit rad: the rotation angle), full (evo full: |E - I4|_F), "
+                               "rot_part (evo rot_part: |R(E) - I3|_F); evo's names are accepted too")
+    evaluate.add_argument("--angle-unit", choices=["deg", "rad"],
+                          help="unit of --pose-relation rot: deg (default, evo angle_deg) or rad (evo angle_rad)")
+    evaluate.add_argument("--delta", type=_positive_number, default=1.0, metavar="N",
+                          help="RPE pair distance in --delta-unit (evo --delta; default 1)")
+    evaluate.add_argument("--delta-unit", choices=["f", "m", "d", "r"], default="f",
+                          help="evo's letters: f frames (default), m metres travelled, d degrees or r radians turned")
+    evaluate.add_argument("--all-pairs", action="store_true",
+                          help="RPE over all pairs at distance delta (within 10%% for m, d, r), not consecutive ones "
+                               "(evo --all_pairs)")
+    evaluate.add_argument("--max-diff", type=_non_negative_number, default=0.01, metavar="SECONDS",
+                          help="largest timestamp difference of associated TUM poses (evo --t_max_diff; default 0.01)")
+    evaluate.add_argument("--plot", type=Path, metavar="OUT.png|.pdf|.svg",
+                          help="the trajectories after alignment and the APE over time, as evo_ape --plot shows")
+    evaluate.add_argument("--json", type=Path, help="the figures and per-pose errors as JSON")
 
     view = commands.add_parser("view", help="show a pose graph in Open3D (or render it to a PNG)")
     view.add_argument("file")
@@ -301,15 +323,86 @@ def _trajectory(graph):  # type: ignore[no-untyped-def]
     return Trajectory(timestamps=graph.ids.to(torch.float64), poses=poses)
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from .metrics import evaluate, format_report
+_EVAL_DESCRIPTION = """\
+APE (after --align) and RPE of the estimate against the reference, with evo's definitions
+(evo_ape / evo_rpe give the same figures for the same options). Files are TUM (timestamps,
+associated within --max-diff) or KITTI (paired by index). A warning says when the two lie in
+different coordinate planes (a 2D graph's TUM output is x-y, KITTI's camera frame x-z)."""
 
-    outputs = {"json": args.json} if args.json else {}
+_POSE_RELATIONS = {"trans": ("trans", None), "rot": ("rot", None), "full": ("full", None),
+                   "rot_part": ("rot_part", None), "trans_part": ("trans", None), "angle_deg": ("rot", "deg"),
+                   "angle_rad": ("rot", "rad")}
+"""``--pose-relation`` values, ours and evo's: (our relation, the angle unit the name implies)."""
+
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _one_line_error(parser: argparse.ArgumentParser):  # type: ignore[no-untyped-def]
+    """An ``error`` for ``parser`` that reports a bad option as one line on stderr (exit code 2),
+    as input errors are, instead of argparse's usage block."""
+
+    def error(message: str):  # type: ignore[no-untyped-def]
+        parser.exit(2, f"{parser.prog}: error: {_one_line(ValueError(message))} (see {parser.prog} --help)\n")
+
+    return error
+
+
+def _positive_number(text: str) -> float:
+    value = _finite_number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_number(text: str) -> float:
+    value = _finite_number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _finite_number(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .metrics import DELTA_UNITS, check_delta, evaluate, format_report
+
+    relation, implied_unit = _POSE_RELATIONS[args.pose_relation]
+    if implied_unit and args.angle_unit and args.angle_unit != implied_unit:
+        raise ValueError(f"--pose-relation {args.pose_relation} is in {implied_unit}, not --angle-unit {args.angle_unit}")
+    if args.angle_unit and relation != "rot":
+        raise ValueError(f"--angle-unit is for --pose-relation rot, not {args.pose_relation}")
+    unit = DELTA_UNITS[args.delta_unit]
+    try:
+        delta = check_delta(args.delta, unit)
+    except ValueError as error:
+        raise ValueError(f"--delta {args.delta:g} --delta-unit {args.delta_unit}: {error}") from None
+    if args.plot and args.plot.suffix.lower() not in _PLOT_SUFFIXES:
+        raise ValueError(f"--plot {args.plot}: the file name must end in {', '.join(_PLOT_SUFFIXES)}")
+    outputs = {key: getattr(args, key) for key in ("json", "plot") if getattr(args, key)}
     with StagedOutputs(outputs, inputs=[args.estimate, args.reference]) as staged:
-        result = evaluate(args.estimate, args.reference, align=args.align)
+        result = evaluate(args.estimate, args.reference, align=args.align, max_difference=args.max_diff, delta=delta,
+                          unit=unit, all_pairs=args.all_pairs, pose_relation=relation,
+                          angle_unit=implied_unit or args.angle_unit or "deg", return_poses=bool(args.plot))
+        matched = result.pop("matched", None)
+        if args.plot:
+            from .viz.eval_plot import plot_evaluation
+
+            plot_evaluation(staged["plot"], result, matched)
         if args.json:
             _write_json(staged["json"], result)
     print(format_report(result))
+    for key, path in staged.outputs.items():
+        print(f"  {key:>4}: {path}")
     return 0
 
 

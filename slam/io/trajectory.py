@@ -11,6 +11,12 @@ In both formats ``#`` starts a comment running to the end of the line, blank lin
 are skipped, and fields are separated by whitespace or commas (as in TUM's own
 ``associate.py``).  Values are read as float64.
 
+Planar trajectories: ``write_tum`` adds a comment line ``# plane: xy`` (or ``xz``,
+``yz``) when every position lies exactly in that coordinate plane and every rotation
+turns about its normal, as a 2D pose graph lifted to SE(3) does; ``declared_plane``
+reads it back (readers skip it as any other comment).  KITTI trajectories, in the
+camera frame (x right, y down, z forward), lie about the x-z plane instead.
+
 Tolerances: a TUM quaternion must have a norm within ``UNIT_TOLERANCE`` (1e-3) of 1
 and is then normalized (TUM files print 4 to 6 digits, so |q| is off by up to
 ~1e-4); a KITTI rotation block must satisfy ``max |R Rᵀ - I| <= UNIT_TOLERANCE`` and
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +52,8 @@ from .errors import FormatError, parse_number
 from .files import atomic_write_text
 from .text import read_text, split_lines, strict_tokens_ok
 
-__all__ = ["Trajectory", "read_tum", "write_tum", "read_kitti", "write_kitti", "read_trajectory", "detect_format"]
+__all__ = ["Trajectory", "read_tum", "write_tum", "read_kitti", "write_kitti", "read_trajectory", "detect_format",
+           "declared_plane", "exact_plane", "PLANES"]
 
 UNIT_TOLERANCE = 1e-3
 """How far a quaternion norm (TUM) or ``R Rᵀ`` (KITTI) may be from unit before it is an error."""
@@ -57,6 +65,12 @@ _KEEP_ULPS = 8 * float(np.finfo(np.float64).eps)
 
 Format = Literal["tum", "kitti"]
 PathLike = str | os.PathLike[str]
+Plane = Literal["xy", "xz", "yz"]
+
+PLANES: dict[str, int] = {"xy": 2, "xz": 1, "yz": 0}
+"""Each coordinate plane and the index of its normal axis (x 0, y 1, z 2)."""
+
+_PLANE_COMMENT = re.compile(r"#\s*plane\s*:\s*(xy|xz|yz)\s*$", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -149,6 +163,29 @@ def detect_format(path: PathLike) -> Format:
     raise FormatError(path, 0, "no poses: the file is empty or only comments")
 
 
+def declared_plane(path: PathLike) -> Plane | None:
+    """The plane named by a ``# plane: xy`` (``xz``, ``yz``) comment line of ``path`` (as ``write_tum``
+    writes for planar trajectories), or ``None`` when it has none.  Other comments are ignored."""
+    for line in split_lines(read_text(str(path))):
+        if (match := _PLANE_COMMENT.match(line.strip())) is not None:
+            return match.group(1).lower()  # type: ignore[return-value]
+    return None
+
+
+def exact_plane(poses: SE3) -> Plane | None:
+    """The coordinate plane in which ``poses (N,)`` lie exactly: one position coordinate is the same
+    for all and every rotation turns about that axis (its two other quaternion components are 0),
+    as for SE(2) poses lifted to SE(3).  ``None`` otherwise (or for no poses)."""
+    data = poses.data.detach()
+    if data.ndim != 2 or len(data) == 0:
+        return None
+    for name, k in PLANES.items():
+        others = [3 + a for a in range(3) if a != k]
+        if bool((data[:, k] == data[0, k]).all()) and bool((data[:, others] == 0).all()):
+            return name  # type: ignore[return-value]
+    return None
+
+
 def read_trajectory(path: PathLike, format: Literal["auto", "tum", "kitti"] = "auto") -> Trajectory:
     """Read a TUM or KITTI file; ``"auto"`` decides by ``detect_format``."""
     kind = detect_format(path) if format == "auto" else format
@@ -202,16 +239,28 @@ def _check_fields(path: str, rows: list[list[str]], lines: list[int], fields: tu
 # ------------------------------------------------------------------------------ writing
 
 
-def write_tum(path: PathLike, trajectory: Trajectory) -> Path:
+def write_tum(path: PathLike, trajectory: Trajectory, *, plane: Plane | Literal["auto"] | None = "auto") -> Path:
     """Write ``timestamp tx ty tz qx qy qz qw`` lines (exact: ``read_tum`` gives back the same numbers).
+
+    Args:
+        path: output file.
+        trajectory: poses with timestamps.
+        plane: the plane named in a ``# plane: ..`` header line: ``"auto"`` (default) names the
+            one the poses lie in exactly (``exact_plane``: a 2D graph's poses lifted to SE(3) give
+            ``xy``) and writes no such line for others; ``None`` never writes it.
 
     Raises ``ValueError`` if the trajectory has no timestamps or holds non-finite values.
     """
     if trajectory.timestamps is None:
         raise ValueError("TUM files need timestamps; this trajectory has none (write_kitti needs none)")
+    if plane == "auto":
+        plane = exact_plane(trajectory.poses)
+    elif plane is not None and plane not in PLANES:
+        raise ValueError(f"unknown plane {plane!r} ({', '.join(PLANES)}, auto or None)")
     stamps = trajectory.timestamps.detach().cpu().double()
     values = torch.cat([stamps[:, None], trajectory.poses.data.detach().cpu().double()], dim=1).numpy()
-    return _write_table(path, values, "# timestamp tx ty tz qx qy qz qw\n")
+    header = "# timestamp tx ty tz qx qy qz qw\n" + (f"# plane: {plane}\n" if plane else "")
+    return _write_table(path, values, header)
 
 
 def write_kitti(path: PathLike, trajectory: Trajectory) -> Path:
