@@ -484,7 +484,7 @@ class SEBase(LieGroup):
             raise TypeError(f"{cls.__name__} needs a {cls.rotation_type.__name__} rotation")
         if translation.shape[-1:] != (cls.point_dim,):
             raise ValueError(f"{cls.__name__} translations have shape (*, {cls.point_dim}), got {tuple(translation.shape)}")
-        shape = torch.broadcast_shapes(rotation.shape, translation.shape[:-1])
+        shape = _math.broadcast_shapes(rotation.shape, translation.shape[:-1])
         r = rotation.data.expand(*shape, rotation.data.shape[-1])
         t = translation.expand(*shape, cls.point_dim)
         return cls._wrap(torch.cat([t, r], dim=-1))  # the rotation is an element already

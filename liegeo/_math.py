@@ -32,6 +32,7 @@ import math
 from fractions import Fraction
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -185,6 +186,12 @@ def skew(v: Tensor) -> Tensor:
     x, y, z = v.unbind(-1)
     zero = torch.zeros_like(x)
     return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).unflatten(-1, (3, 3))
+
+
+def broadcast_shapes(*shapes: tuple[int, ...] | torch.Size) -> torch.Size:
+    """``torch.broadcast_shapes`` without its first-call cost: torch 2.13's imports sympy (~1 s, once per
+    process) through ``torch._refs``; numpy's rule is the same."""
+    return torch.Size(np.broadcast_shapes(*(tuple(s) for s in shapes)))
 
 
 def eye(n: int, batch_shape: torch.Size | tuple[int, ...], like: Tensor) -> Tensor:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from liegeo import SE3, SO3
+from liegeo import SE3, SO3, _math
 
 from .io.trajectory import PLANES, Plane, declared_plane, detect_format, read_trajectory
 
@@ -368,7 +368,7 @@ def rpe_pairs(poses: SE3, delta: float = 1, unit: DeltaUnit = "frames", *, all_p
 def _relative_angle(qa: Tensor, qb: Tensor) -> Tensor:
     """The angle of ``R(qa)⁻¹ R(qb)`` in [0, π] for unit quaternions ``(x, y, z, w)`` (broadcast): ``2 atan2(|v|, |w|)``
     of ``q = qa* qb``, whose vector part ``v = w_a v_b - w_b v_a - v_a × v_b`` keeps small angles exact."""
-    shape = torch.broadcast_shapes(qa.shape, qb.shape)
+    shape = _math.broadcast_shapes(qa.shape, qb.shape)
     qa, qb = qa.expand(shape), qb.expand(shape)
     va, wa, vb, wb = qa[..., :3], qa[..., 3:], qb[..., :3], qb[..., 3:]
     v = wa * vb - wb * va - torch.linalg.cross(va, vb, dim=-1)

@@ -212,8 +212,9 @@ def test_solver_layer_trains(generator):
 
 
 def test_first_exact_implicit_backward_pays_no_torch_compiler_import():
-    """torch's double backward of ``abs`` imports torch._dynamo (~1 s, once per process): the exact-Hessian
-    backward through SE(3) costs must not take it (a fresh process, so that nothing imported it before)."""
+    """torch's double backward of ``abs`` imports torch._dynamo (~1 s, once per process), and
+    ``torch.autograd.grad(..., grad_outputs=...)`` imports sympy (~1.2 s): the exact-Hessian backward
+    through SE(3) costs must take neither (a fresh process, so that nothing imported them before)."""
     import subprocess
     import sys
 
@@ -226,10 +227,10 @@ graph = dataclasses.replace(graph, measurements=SE3(graph.measurements.data.clon
 problem, poses = graph.problem()
 slam.solve(problem, backward=slam.Implicit(hessian="exact"))[poses].data.sum().backward()
 assert graph.measurements.data.grad is not None and bool(torch.isfinite(graph.measurements.data.grad).all())
-print("torch._dynamo" in sys.modules)
+print("torch._dynamo" in sys.modules, "sympy" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("hessian", ["exact", "gauss_newton"])
@@ -332,8 +333,17 @@ def test_implicit_products_choice():
 
     problem64 = synthetic_graph(SE2, 8, 2)[0].problem()[0]
     problem32 = synthetic_graph(SE2, 8, 2, dtype=torch.float32)[0].problem()[0]
-    assert _products(problem64, slam.Implicit()) == "differences"
+    assert _products(problem64, slam.Implicit()) == "differences"  # SE(2) between costs: a fused kernel
     assert _products(problem32, slam.Implicit()) == "autograd"  # differences need float64
+
+    @slam.residual
+    def pull(x, *, target):
+        return x.data - target
+
+    points = slam.Variable(Euclidean(torch.zeros(3, 2, dtype=torch.float64)))
+    plain = slam.Problem([pull(points[torch.arange(3)], target=torch.ones(3, 2, dtype=torch.float64))])
+    assert _products(plain, slam.Implicit()) == "autograd"  # autodiff costs: exact double backward is as cheap
+    assert _products(plain, slam.Implicit(products="differences")) == "differences"
     assert _products(problem64, slam.Implicit(products="autograd")) == "autograd"
     with pytest.raises(ValueError, match="float64"):
         _products(problem32, slam.Implicit(products="differences"))

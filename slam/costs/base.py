@@ -33,7 +33,7 @@ from typing import Any, Callable, ClassVar, Literal, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from liegeo import LieGroup
+from liegeo import LieGroup, _math
 from liegeo._kernels import kernel_inputs_ok, numba_available  # noqa: F401  (the cost modules' rule for their kernels)
 
 from ..robust import RobustLoss
@@ -187,6 +187,11 @@ def residual(
     return make(fn) if fn is not None else make
 
 
+_SCALAR_BACKWARDS = 16
+"""Up to this many residual components, reverse-mode Jacobians take one plain backward per component
+(fast for the few components of geometric residuals); above it, one batched backward."""
+
+
 def autodiff_jacobians(
     fn: Callable[..., Tensor], values: tuple[LieGroup, ...], data: dict[str, Any], mode: JacobianMode = "auto"
 ) -> tuple[Tensor, list[Tensor]]:
@@ -204,17 +209,28 @@ def autodiff_jacobians(
             torch.zeros(*v.shape, v.tangent_dim, dtype=v.dtype, device=v.device, requires_grad=True) for v in values
         ]
         r = fn(*[v.retract(d) for v, d in zip(values, deltas)], **data)
-        batch = torch.broadcast_shapes(*(v.shape for v in values))
+        batch = _math.broadcast_shapes(*(v.shape for v in values))
         r = r.expand(*batch, r.shape[-1])
         m, total = r.shape[-1], sum(d.shape[-1] for d in deltas)
-        if mode == "forward" or (mode == "auto" and total < m):
+        # "auto": few components (geometric residuals) take one plain backward each; many components
+        # of few tangent directions take forward mode (torch.func, whose first use in a process imports
+        # torch's compiler stack, ~1.3 s); the rest one batched backward.
+        if mode == "forward" or (mode == "auto" and total < m and m > _SCALAR_BACKWARDS):
             jacobians = _forward_jacobians(fn, values, data, deltas, r)
         else:
-            basis = torch.eye(m, dtype=r.dtype, device=r.device).reshape(m, *([1] * (r.ndim - 1)), m)
-            grads = torch.autograd.grad(
-                r, deltas, grad_outputs=basis.expand(m, *r.shape), is_grads_batched=True,
-                create_graph=create_graph, allow_unused=True,
-            )
+            if m <= _SCALAR_BACKWARDS:
+                # One backward of a scalar per component: no grad_outputs, whose shape check imports
+                # sympy in torch 2.13 (~1.2 s on a process's first solve with an autodiff cost).
+                rows = [torch.autograd.grad(r[..., k].sum(), deltas, retain_graph=True, create_graph=create_graph,
+                                            allow_unused=True) for k in range(m)]
+                grads = tuple(None if rows[0][i] is None else torch.stack([row[i] for row in rows])
+                              for i in range(len(deltas)))
+            else:
+                basis = torch.eye(m, dtype=r.dtype, device=r.device).reshape(m, *([1] * (r.ndim - 1)), m)
+                grads = torch.autograd.grad(
+                    r, deltas, grad_outputs=basis.expand(m, *r.shape), is_grads_batched=True,
+                    create_graph=create_graph, allow_unused=True,
+                )
             jacobians = [
                 torch.zeros(*r.shape, d.shape[-1], dtype=r.dtype, device=r.device) if g is None else g.movedim(0, -2)
                 for g, d in zip(grads, deltas)

@@ -194,7 +194,8 @@ class Implicit:
     corrected by the group's ``ad`` (``slam.optim.implicit``); ~1e-9 relative error in float64, within
     CG's tolerance, and 1.8x faster than double backward on parking-garage.  ``"autograd"``: double
     backward through the cost's torch graph, exact to rounding.  ``"auto"``: differences in float64 where
-    every variable's group has ``ad`` (``LieGroup.ad``), else autograd.  ``wᵀ ∂g/∂θ`` is one double
+    every variable's group has ``ad`` (``LieGroup.ad``) and every cost linearizes in a fused kernel
+    (``Problem.analyze``: where the gradient is that cheap), else autograd.  ``wᵀ ∂g/∂θ`` is one double
     backward either way."""
 
     def __post_init__(self) -> None:

@@ -139,7 +139,9 @@ class _LazyImplicitStep(torch.autograd.Function):
             (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
             w = _solve_implicit(ctx.hessian_times or _autograd_hvp(gradient, delta), ctx.factorization, v, ctx.mode)
             targets = _implicit_inputs(problem, solution)
-            grads = torch.autograd.grad(gradient, targets, grad_outputs=-w, allow_unused=True)
+            # A scalar output, not grad_outputs=: torch 2.13 checks grad_outputs' shapes with
+            # torch.fx.experimental.symbolic_shapes, whose import (sympy) takes ~1.2 s on a process's first call.
+            grads = torch.autograd.grad((gradient * -w).sum(), targets, allow_unused=True)
         return (None, None, None, None, None, *grads)
 
 
@@ -149,8 +151,9 @@ def _products(problem: Problem, mode: Implicit) -> str:
     if mode.products == "differences" and not usable:
         raise ValueError("Implicit(products='differences') needs float64 and a group with ad (LieGroup.ad) for every "
                          "variable; use products='autograd' or 'auto'")
-    if mode.products == "auto":
-        return "differences" if usable else "autograd"
+    if mode.products == "auto":  # differences only where they pay: gradients from fused kernels
+        fused = all(cost.fused for cost in problem.analyze().costs)
+        return "differences" if usable and fused else "autograd"
     return mode.products
 
 
@@ -173,7 +176,7 @@ def _autograd_hvp(gradient: Tensor, delta: Tensor) -> Callable[[Tensor], Tensor]
 
     def hessian_times(p: Tensor) -> Tensor:
         with torch.enable_grad():
-            (hp,) = torch.autograd.grad(gradient, delta, grad_outputs=p, retain_graph=True)
+            (hp,) = torch.autograd.grad((gradient * p).sum(), delta, retain_graph=True)  # (no grad_outputs: above)
         return hp.detach()
 
     return hessian_times
