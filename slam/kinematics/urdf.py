@@ -5,7 +5,10 @@ collision, inertial, transmission, gazebo and other elements are skipped (meshes
 loaded).  Joint types: ``revolute``, ``continuous``, ``prismatic`` and ``fixed``; any other
 (``floating``, ``planar``) is refused.  ``<origin rpy="r p y">`` is the rotation
 ``Rz(y) Ry(p) Rx(r)`` (URDF's fixed-axis roll, pitch, yaw); a missing origin is the identity, a
-missing axis ``(1, 0, 0)``, as the URDF specification says.  ``<mimic>`` joints (coupled to another
+missing axis ``(1, 0, 0)``, as the URDF specification says.  A revolute or prismatic joint's
+``<safety_controller soft_lower_limit=... soft_upper_limit=...>`` gives its soft limits
+(``Joint.soft_lower``, ``Joint.soft_upper``; ``None`` where an attribute is absent, not the
+specification's default of 0).  ``<mimic>`` joints (coupled to another
 joint) are refused rather than silently treated as independent.  Every malformed or unsupported element
 raises ``URDFError`` naming the file, the line and the element.
 
@@ -54,6 +57,9 @@ class Joint:
     lower: float
     upper: float
     """Position limits (radians or metres); ±inf for continuous and fixed joints."""
+    soft_lower: float | None = None
+    soft_upper: float | None = None
+    """``<safety_controller>`` soft limits (same units), ``None`` where the URDF gives none."""
 
     @property
     def movable(self) -> bool:
@@ -194,7 +200,15 @@ def read_urdf(path: str | os.PathLike[str]) -> Robot:
             if lower > upper:
                 raise URDFError(path_str, lines.get(limit, line), f"{label} <limit>",
                                 f"lower {lower} is above upper {upper}")
-        joints.append(Joint(name, kind, ends["parent"], ends["child"], xyz, rpy, axis, lower, upper))
+        soft: list[float | None] = [None, None]
+        safety = element.find("safety_controller")
+        if safety is not None and kind in ("revolute", "prismatic"):
+            soft = [_numbers(path_str, lines.get(safety), safety, f"soft_{side}_limit", 1, None)[0]
+                    if safety.get(f"soft_{side}_limit") is not None else None for side in ("lower", "upper")]
+            if soft[0] is not None and soft[1] is not None and soft[0] > soft[1]:
+                raise URDFError(path_str, lines.get(safety, line), f"{label} <safety_controller>",
+                                f"soft_lower_limit {soft[0]} is above soft_upper_limit {soft[1]}")
+        joints.append(Joint(name, kind, ends["parent"], ends["child"], xyz, rpy, axis, lower, upper, *soft))
 
     children = [j.child for j in joints]
     for j in joints:
