@@ -289,6 +289,9 @@ def _problems(generator):
 
     yield "SE2 + R2", slam.Problem([Between(poses[i], poses[j], measurement=SE2.exp(z)),
                                     offset(poses[torch.arange(4)], points[torch.arange(4)], target=anchor)])
+    from slam.ba import build, synthetic_bal
+
+    yield "BA", build(synthetic_bal(4, 20, seed=2, pixel_noise=0.5)[0], fix_cameras=[0])[0]  # fused reprojections
 
 
 def test_hessian_products_by_differences_equal_double_backward(generator):
