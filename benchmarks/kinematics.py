@@ -2,7 +2,7 @@
 
     python benchmarks/kinematics.py [--batch 10000] [--repeats 7] [--dtype float32|float64]
 
-For each robot (Panda, KUKA iiwa, UR5 from ../shared/data/kinematics, or data/ for the Panda):
+For each robot (Panda, KUKA iiwa, UR5 from ../shared/data/kinematics, or slam/data/ for the Panda):
 B random configurations, the end-effector pose (ours: ``Kinematics.link_pose``; theirs:
 ``chain.forward_kinematics``) and its Jacobian (ours: the body-frame ``Kinematics.jacobian``, which
 also returns the pose; theirs: the base-frame ``chain.jacobian``), median wall time of
@@ -49,7 +49,7 @@ def main() -> None:
 
     rows = []
     for urdf, ee in ROBOTS:
-        path = SHARED / urdf if (SHARED / urdf).exists() else ROOT / "data" / urdf
+        path = SHARED / urdf if (SHARED / urdf).exists() else ROOT / "slam" / "data" / urdf
         if not path.exists():
             continue
         ours = Kinematics(read_urdf(path), dtype=dtype)

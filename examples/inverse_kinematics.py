@@ -1,6 +1,6 @@
 """Batched inverse kinematics: 1,000 random reachable targets for the Panda in one call, with a report.
 
-    python examples/inverse_kinematics.py [--urdf data/panda_no_gripper.urdf] [--link panda_virtual_ee_link]
+    python examples/inverse_kinematics.py [--urdf slam/data/panda_no_gripper.urdf] [--link panda_virtual_ee_link]
                                           [--targets 1000] [--seed 0] [--restarts 8] [--png iterations.png]
 
 Targets are the link poses of configurations drawn uniformly within the joint limits (so each is
@@ -19,7 +19,7 @@ import torch
 
 from slam.kinematics import Kinematics, inverse_kinematics, read_urdf
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[1] / "slam" / "data"  # package data (slam.data.path)
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ from slam.kinematics import Kinematics, inverse_kinematics, read_urdf
 from slam.variables import VariableRef
 from slam.weights import ScalarWeight
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[1] / "slam" / "data"  # package data (slam.data.path)
 LINK = "panda_virtual_ee_link"
 WEIGHTS = {"pose": 1000.0, "acceleration": 10.0, "velocity": 0.1}
 """Scalar weights of the other cost terms (whitening: the cost is ``½ Σ (weight · r)²``)."""

@@ -7,6 +7,15 @@ solution flow back to every input by unrolling, truncation or the implicit
 function theorem.  Conventions: ``liegeo.conventions``.
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError, version as _version
+
+try:
+    __version__ = _version("liegeo-slam")
+    """The installed distribution's version (``importlib.metadata``), as ``slam --version`` prints it."""
+except _PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+del _PackageNotFoundError, _version
+
 from .costs import Cost, Prior, residual
 from .layer import SolverLayer
 from .least_squares import LeastSquaresResult, least_squares

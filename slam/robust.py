@@ -132,6 +132,18 @@ _LOSSES: dict[str, type[RobustLoss]] = {
 }
 
 
+def robust_spec(loss: RobustLoss | None) -> str:
+    """``loss`` as ``parse_robust`` (and ``--robust``) takes it, e.g. ``"cauchy:0.5"``; ``"none"`` for no
+    loss (JSON records of a run: ``null`` there stands for a NaN); the loss's repr for one that
+    ``parse_robust`` cannot name (e.g. a tensor scale)."""
+    if loss is None:
+        return "none"
+    name = next((key for key, kind in _LOSSES.items() if type(loss) is kind), None)
+    if name is None or isinstance(loss.scale, torch.Tensor):
+        return repr(loss)
+    return f"{name}:{float(loss.scale)!r}"
+
+
 def parse_robust(spec: str) -> RobustLoss:
     """Build a loss from ``"name:scale"``, e.g. ``"huber:1.345"`` or ``"Geman-McClure:1"``.
 

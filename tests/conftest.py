@@ -36,9 +36,15 @@ def shared_file(*parts: str) -> Path:
 
 
 BUNDLED_DATA = Path(__file__).resolve().parents[1] / "data"
+"""The repository's test-only datasets (not installed)."""
+
+PACKAGE_DATA = Path(__file__).resolve().parents[1] / "slam" / "data"
+"""The files the product uses at run time, installed with the package (``slam.data``)."""
 
 
 def data_file(name: str, *shared_folder: str) -> Path:
-    """A file bundled in ``data/``, else from ``SHARED_DATA / shared_folder``, else skip the test."""
-    bundled = BUNDLED_DATA / name
-    return bundled if bundled.exists() else shared_file(*shared_folder, name)
+    """A file bundled in ``slam/data/`` or ``data/``, else from ``SHARED_DATA / shared_folder``, else skip the test."""
+    for folder in (PACKAGE_DATA, BUNDLED_DATA):
+        if (folder / name).exists():
+            return folder / name
+    return shared_file(*shared_folder, name)

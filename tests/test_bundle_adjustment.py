@@ -187,12 +187,12 @@ def test_cli_ba_writes_its_outputs(tmp_path):
     code = slam.cli.main(["-q", "ba", str(source), "--output-dir", str(tmp_path / "out")])
     assert code == 0
     summary = json.loads((tmp_path / "out" / "scene.json").read_text())
-    for key in ("initial_cost", "final_cost", "iterations", "solve_seconds", "converged", "num_cameras",
+    for key in ("initial_chi2", "final_chi2", "iterations", "solve_seconds", "converged", "num_cameras",
                 "num_points", "num_observations"):
         assert key in summary
-    assert summary["initial_cost"] == pytest.approx(problem.cost(), rel=1e-12)
+    assert summary["initial_chi2"] == pytest.approx(2 * problem.cost(), rel=1e-12)  # chi2 = 2 x Ceres' cost
     adjusted = read_bal(summary["outputs"]["out"])
-    assert adjusted.cost() == pytest.approx(summary["final_cost"], rel=1e-9) and adjusted.cost() < problem.cost() / 2
+    assert 2 * adjusted.cost() == pytest.approx(summary["final_chi2"], rel=1e-9) and adjusted.cost() < problem.cost() / 2
     image = matplotlib.image.imread(summary["outputs"]["png"])
     red = (image[..., 0] > 0.8) & (image[..., 1] < 0.2) & (image[..., 2] < 0.2)
     assert red.sum() > 10  # the camera centres are drawn

@@ -15,7 +15,7 @@ import pytest
 import slam.cli
 from slam.io.files import OutputPathError, StagedOutputs, atomic_write_text, check_outputs, same_file
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[1] / "slam" / "data"  # package data, as conftest.PACKAGE_DATA
 
 
 def _sha(path: Path) -> str:
@@ -103,7 +103,7 @@ def test_failure_after_the_solve_leaves_no_output(workdir, capsys):
 def test_failure_keeps_the_previous_outputs(workdir, capsys):
     assert _run(["pgo", "in.g2o", "--output-dir", "out"], capsys)[0] == 0
     before = {p.name: _sha(p) for p in (workdir / "out").iterdir()}
-    assert set(before) == {"in_optimized.g2o", "in_optimized.tum", "in.png", "in.json"}
+    assert set(before) == {"in_optimized.g2o", "in_optimized.tum", "in_initial.tum", "in.png", "in.json"}
     code, _ = _run(["pgo", "in.g2o", "--output-dir", "out", "--png", "plot.notaformat"], capsys)
     assert code == 2
     assert {p.name: _sha(p) for p in (workdir / "out").iterdir()} == before  # old results intact, no temporaries

@@ -15,6 +15,8 @@ from slam.io import FormatError, read_g2o, write_g2o
 from slam.io.files import OutputPathError
 from slam.pgo import DisconnectedGraphError, optimize
 
+from conftest import PACKAGE_DATA, data_file
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 GRAPHS = ["tinyGrid3D.g2o", "smallGrid3D.g2o", "intel.g2o", "sphere2500.g2o"]
 
@@ -22,15 +24,15 @@ GRAPHS = ["tinyGrid3D.g2o", "smallGrid3D.g2o", "intel.g2o", "sphere2500.g2o"]
 @pytest.mark.parametrize("name", GRAPHS)
 def test_initial_chi2_equals_gtsam(name):
     gtsam = pytest.importorskip("gtsam")
-    graph = read_g2o(DATA / name)
-    factors, initial = gtsam.readG2o(str(DATA / name), graph.group is SE3)
+    graph = read_g2o(data_file(name))
+    factors, initial = gtsam.readG2o(str(data_file(name)), graph.group is SE3)
     assert graph.chi2() == pytest.approx(2.0 * factors.error(initial), rel=1e-12)
     assert graph.num_edges == factors.size() and graph.num_poses == initial.size()
 
 
 @pytest.mark.parametrize("name", ["tinyGrid3D.g2o", "intel.g2o"])
 def test_write_then_read_gives_the_same_graph(name, tmp_path):
-    graph = read_g2o(DATA / name)
+    graph = read_g2o(data_file(name))
     again = read_g2o(write_g2o(tmp_path / name, graph))
     assert torch.equal(again.ids, graph.ids) and torch.equal(again.i, graph.i) and torch.equal(again.j, graph.j)
     assert torch.equal(again.fixed, graph.fixed) and again.group is graph.group
@@ -101,7 +103,7 @@ def test_disconnected_edges_only_graph_names_its_components(tmp_path):
 
 def test_refuses_to_overwrite_the_input(tmp_path):
     path = tmp_path / "g.g2o"
-    path.write_text((DATA / "tinyGrid3D.g2o").read_text())
+    path.write_text((PACKAGE_DATA / "tinyGrid3D.g2o").read_text())
     graph = read_g2o(path)
     with pytest.raises(OutputPathError, match="is the input"):
         write_g2o(path, graph)
@@ -124,8 +126,8 @@ def test_cli_pgo_writes_its_outputs(tmp_path):
 @pytest.mark.parametrize("optimizer", ["dogleg", "gn"])
 def test_cli_pgo_optimizers_reach_the_lm_optimum(tmp_path, optimizer):
     lm, other = tmp_path / "lm", tmp_path / optimizer
-    assert slam.cli.main(["-q", "pgo", str(DATA / "intel.g2o"), "--output-dir", str(lm)]) == 0
-    assert slam.cli.main(["-q", "pgo", str(DATA / "intel.g2o"), "--optimizer", optimizer, "--output-dir", str(other)]) == 0
+    assert slam.cli.main(["-q", "pgo", str(PACKAGE_DATA / "intel.g2o"), "--output-dir", str(lm)]) == 0
+    assert slam.cli.main(["-q", "pgo", str(PACKAGE_DATA / "intel.g2o"), "--optimizer", optimizer, "--output-dir", str(other)]) == 0
     reference = json.loads((lm / "intel.json").read_text())
     summary = json.loads((other / "intel.json").read_text())
     assert summary["converged"] and summary["final_chi2"] == pytest.approx(reference["final_chi2"], rel=1e-6)
@@ -139,7 +141,7 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
 
 
 def test_se2_graph_uses_se2():
-    assert read_g2o(DATA / "intel.g2o").group is SE2
+    assert read_g2o(PACKAGE_DATA / "intel.g2o").group is SE2
 
 
 def test_cli_view_renders_the_graph_headless(tmp_path):

@@ -389,9 +389,9 @@ def test_summaries_hold_no_bare_nan_or_infinity():
     problem, _ = synthetic_bal(2, 8)
     ba = ba_optimize(problem)
     json.dumps(ba.summary(), allow_nan=False)
-    summary = dataclasses.replace(ba, final_cost=math.inf).summary()
+    summary = dataclasses.replace(ba, final_chi2=math.inf).summary()
     json.dumps(summary, allow_nan=False)
-    assert summary["final_cost"] is None and isinstance(ba, BAResult) and isinstance(pgo, PgoResult)
+    assert summary["final_chi2"] is None and isinstance(ba, BAResult) and isinstance(pgo, PgoResult)
     assert isinstance(graph, PoseGraph)
 
 

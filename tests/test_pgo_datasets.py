@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import shared_file
+from conftest import data_file
 from liegeo import SE2, SE3
 from slam.pgo import PoseGraph, optimize, synthetic_batch, synthetic_graph
 from slam.io import read_g2o
@@ -17,9 +17,8 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _graph_path(name: str) -> Path:
-    """A bundled graph from ``data/``, else one of the shared data sets (skipping where absent)."""
-    bundled = DATA / f"{name}.g2o"
-    return bundled if bundled.exists() else shared_file("pose_graph", f"{name}.g2o")
+    """A bundled graph from ``slam/data/`` or ``data/``, else one of the shared data sets (skipping where absent)."""
+    return data_file(f"{name}.g2o", "pose_graph")  # slam/data/ or data/, else ../shared/data
 
 
 def _gtsam_problem(gtsam, path: Path, is3d: bool):

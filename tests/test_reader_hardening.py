@@ -20,7 +20,7 @@ from slam.kinematics import URDFError, read_urdf
 from slam.metrics import evaluate
 from slam.pgo import DisconnectedGraphError, optimize
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[1] / "slam" / "data"  # package data, as conftest.PACKAGE_DATA
 
 G2O = ("VERTEX_SE2 0 0 0 0\nVERTEX_SE2 1 1 0 0.1\nVERTEX_SE2 2 2 0 0.2\n"
        "EDGE_SE2 0 1 1 0 0.1 10 0 0 10 0 5\nEDGE_SE2 1 2 1 0 0.1 10 0 0 10 0 5\n")

@@ -25,7 +25,7 @@ from slam.io import FormatError, read_bal, read_g2o, read_kitti, read_tum
 from slam.kinematics import Kinematics, URDFError, read_urdf
 from slam.pgo import DisconnectedGraphError
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[1] / "slam" / "data"  # package data, as conftest.PACKAGE_DATA
 TRAJECTORIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "trajectories"
 SEED = 20261201
 MUTATIONS = 500

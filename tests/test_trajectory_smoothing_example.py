@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 import trajectory_smoothing as ts  # noqa: E402
 
-PANDA = ROOT / "data" / "panda_no_gripper.urdf"
+PANDA = ROOT / "slam" / "data" / "panda_no_gripper.urdf"
 PANDA_SOFT = [(-2.8973, 2.8973), (-1.7628, 1.7628), (-2.8973, 2.8973), (-3.0718, 0.0175),
               (-2.8973, 2.8973), (-0.0175, 3.7525), (-2.8973, 2.8973)]
 """``<safety_controller soft_lower_limit soft_upper_limit>`` of the Panda's joints 1-7."""
@@ -147,7 +147,7 @@ def test_limit_margin_stops_a_joint_pulled_past_its_limit_outside_the_margin():
 def test_read_urdf_reads_the_soft_limits_of_the_safety_controller(tmp_path):
     panda = read_urdf(PANDA)
     assert [(j.soft_lower, j.soft_upper) for j in panda.movable_joints] == PANDA_SOFT
-    assert all(j.soft_lower is None and j.soft_upper is None for j in read_urdf(ROOT / "data" / "ur5.urdf").joints)
+    assert all(j.soft_lower is None and j.soft_upper is None for j in read_urdf(ROOT / "slam" / "data" / "ur5.urdf").joints)
 
     def robot(safety: str) -> Path:
         path = tmp_path / "robot.urdf"

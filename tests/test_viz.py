@@ -1,7 +1,8 @@
 """slam.viz: matplotlib plots and Open3D geometry, PLY export and headless render.
 
 Images are checked by reading the PNG back and looking for pixels of each drawn colour;
-a negative control shows the check fails when a colour was not drawn.
+a negative control shows the check fails when a colour was not drawn.  The palette, 3D scaling,
+vector formats and the bundle-adjustment figure are tested in ``test_viz_style.py``.
 """
 
 import math
@@ -60,8 +61,8 @@ def test_plot_trajectories_draws_every_trajectory(tmp_path, three_d):
     path = viz.plot_trajectories(tmp_path / "traj.png", {"initial": _perturbed(poses), "optimized": poses},
                                  edges=(i, j), title="test")
     assert path == tmp_path / "traj.png" and path.stat().st_size > 0
-    assert _has_color(path, viz.TRAJECTORY_COLORS[0])
-    assert _has_color(path, viz.TRAJECTORY_COLORS[1])
+    assert _has_color(path, viz.PALETTE["initial"])  # the labels name their roles: one colour per meaning
+    assert _has_color(path, viz.PALETTE["optimized"])
     # Loop closures: grey also appears in the axes and legend, so compare with a plot without edges.
     bare = viz.plot_trajectories(tmp_path / "bare.png", {"initial": _perturbed(poses), "optimized": poses},
                                  title="test")
@@ -88,7 +89,9 @@ def test_planar_se3_gets_a_top_view(tmp_path):
 def test_plot_errors(tmp_path):
     errors = torch.rand(50, generator=torch.Generator().manual_seed(1))
     path = viz.plot_errors(tmp_path / "ate.png", errors, "ATE")
-    assert _has_color(path, viz.TRAJECTORY_COLORS[0], min_pixels=50)
+    assert _has_color(path, viz.PALETTE["error"], min_pixels=50)
+    assert _has_color(path, viz.PALETTE["rmse"], min_pixels=50)
+    assert not _has_color(path, viz.PALETTE["optimized"])
 
 
 def test_plot_learning_curves_draws_each_run_and_baseline(tmp_path):
@@ -186,8 +189,8 @@ def test_render_png_headless(o3d, tmp_path, three_d):
     image = matplotlib.image.imread(str(edges_only))[..., :3]
     assert image.shape == (360, 480, 3)
     assert np.mean(np.all(image > 0.98, axis=-1)) > 0.5  # white background
-    assert _has_color(edges_only, viz.LOOP_CLOSURE_COLOR, tol=0.2)  # red loop closures
-    assert _has_color(edges_only, viz.ODOMETRY_COLOR, tol=0.2)  # blue odometry
+    assert _has_color(edges_only, viz.LOOP_CLOSURE_COLOR, tol=0.1)  # grey loop closures
+    assert _has_color(edges_only, viz.ODOMETRY_COLOR, tol=0.1)  # odometry in the colour of the file's poses
     assert not _has_color(edges_only, (0.0, 1.0, 0.0), tol=0.2)  # no green: only the frames have it
     both = viz.render_png(tmp_path / "both.png", [lineset, mesh], width=480, height=360)
     assert _has_color(both, (0.0, 1.0, 0.0), tol=0.3, min_pixels=5)  # the frames' y axes
@@ -206,3 +209,13 @@ def test_show_without_display_suggests_png(monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(viz.RenderError, match="--png"):
         viz.show([])
+
+
+def test_plot_graph_draws_odometry_and_loop_closures(tmp_path):
+    poses, i, j = _circle_graph()
+    path = viz.plot_graph(tmp_path / "graph.png", poses, i, j, name="circle")
+    bare = viz.plot_graph(tmp_path / "chain.png", poses, i[:-3], j[:-3], name="chain")
+    assert _has_color(path, viz.PALETTE["initial"], min_pixels=200)
+    grey = [_count_color(p, viz.PALETTE["loop_closure"], tol=0.15) for p in (path, bare)]
+    assert grey[0] > grey[1] + 50, grey  # the three loop closures
+    assert not _has_color(path, viz.PALETTE["optimized"])

@@ -16,10 +16,11 @@ from .._verbose import verbose_option
 from ..costs import BALReprojection
 from ..linear import SchurComplement
 from ..optim import IterationRecord, LevenbergMarquardt, solve
+from ..optim.callbacks import chi2_quantity, reporting, settings_record
 from ..optim.result import json_safe
 from ..optim.solve import prepare
 from ..problem import Problem
-from ..robust import RobustLoss
+from ..robust import RobustLoss, robust_spec
 from ..variables import Variable
 from .bal_problem import BALProblem
 
@@ -27,6 +28,11 @@ from .bal_problem import BALProblem
 @document_fields
 @dataclasses.dataclass(frozen=True)
 class BAResult:
+    """What ``optimize`` returns.  ``initial_cost`` / ``final_cost`` are Ceres' cost ``½ Σ ρ(‖r‖²)``, which
+    the BAL references quote; what the iteration lines, ``summary()`` and ``slam ba``'s JSON report is
+    ``chi2 = Σ ‖r‖²`` (pixels²; twice the cost without a kernel), with ``robust chi2 = Σ ρ(‖r‖²)``
+    (twice the cost, what the solver lowers) beside it where a robust kernel is set."""
+
     problem: BALProblem
     """The input problem with the adjusted cameras and points."""
     initial_cost: float
@@ -37,14 +43,29 @@ class BAResult:
     termination: str
     solve_seconds: float
     history: list[IterationRecord]
+    initial_chi2: float | None = None
+    """``Σ ‖r‖²`` (pixels², no kernel) at the start; None: ``2 · initial_cost`` (a result without a kernel)."""
+    final_chi2: float | None = None
+    robust: bool = False
+    """A robust kernel was set: ``initial_cost`` / ``final_cost`` are then robust."""
+    config: dict[str, object] | None = None
+    """The run's settings, enough to repeat it: ``robust`` (as ``--robust`` takes it), ``fix_intrinsics``,
+    ``fix_cameras``, ``linear_solver``, ``dtype``, ``device`` and ``solver`` (every field of the LM config)."""
 
     def summary(self) -> dict[str, object]:
-        """The record as plain JSON values: no NaN or Infinity (``slam.optim.result.json_safe``)."""
+        """The record as plain JSON values: no NaN or Infinity (``slam.optim.result.json_safe``): chi2 before
+        and after (``robust chi2`` beside it with a kernel), iterations, termination, time, sizes, config."""
+        initial = self.initial_chi2 if self.initial_chi2 is not None else 2.0 * self.initial_cost
+        final = self.final_chi2 if self.final_chi2 is not None else 2.0 * self.final_cost
         return json_safe({
             "source": self.problem.source, "num_cameras": self.problem.num_cameras,
             "num_points": self.problem.num_points, "num_observations": self.problem.num_observations,
-            "initial_cost": self.initial_cost, "final_cost": self.final_cost, "iterations": self.iterations,
+            "initial_chi2": initial, "final_chi2": final,
+            **({"initial_robust_chi2": 2.0 * self.initial_cost, "final_robust_chi2": 2.0 * self.final_cost}
+               if self.robust else {}),
+            "iterations": self.iterations,
             "converged": self.converged, "termination": self.termination, "solve_seconds": self.solve_seconds,
+            **({"config": self.config} if self.config is not None else {}),
         })
 
     def __repr__(self) -> str:
@@ -126,10 +147,19 @@ def optimize(
     build_seconds = time.perf_counter() - start
     prepare(least_squares)  # loading compiled kernels is start-up, like an import: not solve time
     start = time.perf_counter()
-    result = solve(least_squares, config)
+    with reporting(chi2_quantity(loss is not None)):  # iteration lines in chi2, as summary() reports
+        result = solve(least_squares, config)
     solve_seconds = build_seconds + time.perf_counter() - start
     adjusted = problem.with_parameters(type(result[poses])(result[poses].data.cpu().double()),
                                        result[intrinsics].data.cpu().double(), result[points].data.cpu().double())
-    return BAResult(problem=adjusted, initial_cost=float(result.initial_cost[0]), final_cost=float(result.cost[0]),
+    initial_cost, final_cost = float(result.initial_cost[0]), float(result.cost[0])
+    # chi2 without the kernel: the solver's own 2 · cost where there is none, else evaluated (float64, CPU).
+    chi2 = (2.0 * problem.cost(), 2.0 * adjusted.cost()) if loss is not None else (2.0 * initial_cost, 2.0 * final_cost)
+    settings = {"robust": robust_spec(loss), "fix_intrinsics": fix_intrinsics,
+                "fix_cameras": [int(c) for c in fix_cameras], "linear_solver": linear_solver if isinstance(linear_solver, str) else repr(linear_solver),
+                "dtype": str(dtype).removeprefix("torch."), "device": str(torch.device(device)),
+                "solver": settings_record(config)}
+    return BAResult(problem=adjusted, initial_cost=initial_cost, final_cost=final_cost,
                     iterations=int(result.iterations[0]), converged=bool(result.converged[0]),
-                    termination=result.termination[0], solve_seconds=solve_seconds, history=result.history)
+                    termination=result.termination[0], solve_seconds=solve_seconds, history=result.history,
+                    initial_chi2=chi2[0], final_chi2=chi2[1], robust=loss is not None, config=settings)

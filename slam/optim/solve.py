@@ -56,7 +56,27 @@ def make_linear_solver(choice: Any, problem: Problem) -> LinearSolver:
     if isinstance(choice, LinearSolver):
         return choice.prepare(problem)
     if choice == "auto":
-        solver, reason = choose_linear_solver(problem.structure.n, problem.device, have_cholmod=_have_cholmod())
+        structure, have_cholmod = problem.structure, _have_cholmod()
+        solver, reason = choose_linear_solver(structure.n, problem.device, have_cholmod=have_cholmod)
+        from ..linear.sparse import SparseCholesky
+
+        if reason and isinstance(solver, SparseCholesky):
+            # Name the factorization that will run: the block one where the unknowns come in complete
+            # blocks of one size (what BatchedSparseCholesky._block_analysis tests), once per shape.
+            key = ("auto-linear-solver", "block-size")
+            if key not in structure.shared_cache:
+                from liegeo._kernels import numba_available
+
+                size = 1
+                if numba_available():
+                    from ..linear._block_cholesky import block_structure
+
+                    pattern = structure.pattern
+                    size = next((d for d in (6, 3, 2, 4, 5, 7, 8, 9)
+                                 if block_structure(pattern.indptr, pattern.indices, d) is not None), 1)
+                structure.shared_cache[key] = size
+            solver, reason = choose_linear_solver(structure.n, problem.device, have_cholmod=have_cholmod,
+                                                  block_size=structure.shared_cache[key])
         if reason:
             _log_choice_once(reason)
         return solver
@@ -67,10 +87,14 @@ def make_linear_solver(choice: Any, problem: Problem) -> LinearSolver:
     return {"dense": DenseCholesky, "cholmod": SparseCholesky, "cg": ConjugateGradient}[choice]()
 
 
-def choose_linear_solver(n: int, device: torch.device | str, *, have_cholmod: bool) -> tuple[LinearSolver, str]:
-    """``linear_solver="auto"``: the solver for ``n`` unknowns on ``device``, and the reason to log ("" when
-    the choice is the obvious one).  A function of its arguments only, so that the choice for a GPU
-    can be checked on a machine without one."""
+def choose_linear_solver(n: int, device: torch.device | str, *, have_cholmod: bool,
+                         block_size: int | None = None) -> tuple[LinearSolver, str]:
+    """``linear_solver="auto"``: the solver for ``n`` unknowns on ``device``, and the line to log naming it
+    and why ("" when the choice is the obvious one: dense Cholesky of a small system).  ``block_size``:
+    the size d of the complete d x d blocks the unknowns come in where the numba block factorization
+    applies (6 or 3 for pose graphs), 1 where it does not, None where not known (the line then names
+    both).  A function of its arguments only, so that the choice for a GPU can be checked on a
+    machine without one."""
     from ..linear.cg import ConjugateGradient
     from ..linear.dense import DenseCholesky
     from ..linear.sparse import SparseCholesky
@@ -84,12 +108,20 @@ def choose_linear_solver(n: int, device: torch.device | str, *, have_cholmod: bo
     if not cpu:
         return ConjugateGradient(), (f"the sparse system is not on the CPU: preconditioned conjugate gradients on {device} "
                                      "(a direct sparse factorization would run on the CPU)")
+    blocks = f"the numba block sparse Cholesky ({block_size}x{block_size} blocks)" if block_size and block_size > 1 else ""
     if not have_cholmod:
-        # SciPy's SuperLU with symmetric pivots, not PCG: sphere2500 (15k unknowns) takes 1.65x
-        # CHOLMOD's time with it and ~500x with PCG (measured, 1 thread; issue 15).
-        return SparseCholesky(), ("CHOLMOD (scikit-sparse) is not installed: sparse systems are factorized by SciPy's "
-                                  "SuperLU (~1.7x CHOLMOD's time on sphere2500; pip install scikit-sparse for CHOLMOD)")
-    return SparseCholesky(), ""
+        # From wheels only: the block factorization on SuperLU's minimum-degree ordering (pose graphs),
+        # SciPy's SuperLU with symmetric pivots otherwise; never PCG on the CPU (sphere2500: ~500x
+        # CHOLMOD's time with it).  Whole solves of the shared pose graphs in 0.8-1.5x CHOLMOD's
+        # time (benchmarks/solvers_without_cholmod.py, 1 thread).
+        what = (f"{blocks} on SuperLU's minimum-degree ordering" if blocks else
+                "SciPy's SuperLU with symmetric pivots" if block_size == 1 else
+                "the numba block sparse Cholesky on SuperLU's ordering for block patterns, else SciPy's SuperLU")
+        return SparseCholesky(), (f"{what}, from wheels: CHOLMOD (scikit-sparse, an optional accelerator built "
+                                  "against SuiteSparse) is not installed")
+    what = (f"{blocks} on CHOLMOD's ordering where the fill is low, else CHOLMOD's supernodal factorization"
+            if blocks else "CHOLMOD's sparse Cholesky, simplicial or supernodal by the fill")
+    return SparseCholesky(), f"{what} (scikit-sparse is installed)"
 
 
 def prepare(problem: Problem) -> Problem:
@@ -184,9 +216,13 @@ def solve(
     with torch.no_grad():
         final_cost = problem.cost(solution) if solution is not state.values else state.cost
     seconds = time.perf_counter() - start
-    for b in range(problem.batch_size) if problem.batch_size <= 4 else ():
-        log.info("problem %d: %s after %d iterations, cost %.6e -> %.6e", b, state.termination[b],
-                 int(state.iterations[b]), float(state.initial_cost[b]), float(final_cost[b]))
+    from .callbacks import reported_quantity  # the name (cost, chi2, robust chi2) the iteration lines used
+
+    quantity = reported_quantity()
+    for b in range(problem.batch_size) if problem.batch_size <= 4 else ():  # "problem b:" only for a batch
+        log.info("%s: %s after %d iterations, %s %.6e -> %.6e", f"problem {b}" if problem.batch_size > 1 else "solve",
+                 state.termination[b], int(state.iterations[b]), quantity.name,
+                 quantity.of(float(state.initial_cost[b])), quantity.of(float(final_cost[b])))
     out = {}
     for variable, value in zip(problem.variables, solution):
         out[variable] = value if variable.batch_size is not None or problem.batched else value[0]

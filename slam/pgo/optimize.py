@@ -11,13 +11,16 @@ from typing import Literal
 
 import torch
 
+from liegeo import LieGroup
+
 from ..optim import Dogleg, GaussNewton, IterationRecord, LevenbergMarquardt, solve
+from ..optim.callbacks import chi2_quantity, reporting, settings_record
 from ..optim.solve import prepare
 from ..optim.result import json_safe
 from .._docs import document_fields
 from .._verbose import verbose_option
 from ..problem import NonFiniteError
-from ..robust import RobustLoss
+from ..robust import RobustLoss, robust_spec
 from .graph import PoseGraph
 
 log = logging.getLogger("slam.pgo")
@@ -34,6 +37,10 @@ POSE_GRAPH_DAMPING = 1e-8
 @document_fields
 @dataclasses.dataclass(frozen=True)
 class PgoResult:
+    """What ``optimize`` returns.  Its one reported quantity is ``chi2 = Σ eᵀ Ω e`` (g2o's chi2, twice the
+    solver's cost without a robust kernel), in the iteration lines, ``summary()`` and ``slam pgo``'s
+    JSON alike; with a robust kernel ``robust chi2 = Σ ρ(eᵀ Ω e)``, what the solver lowers, beside it."""
+
     graph: PoseGraph
     """The input graph with the optimized poses."""
     initial_chi2: float
@@ -48,6 +55,15 @@ class PgoResult:
     per_graph: dict[str, list] | None = None
     """For a batch of graphs: ``initial_chi2``, ``final_chi2``, ``iterations``, ``converged`` and
     ``termination`` of each graph; None for a single graph."""
+    initial_robust_chi2: float | None = None
+    """With a robust kernel, ``Σ ρ(eᵀ Ω e)`` at the initialization (g2o's ``activeRobustChi2``; twice the
+    solver's cost); None without one."""
+    final_robust_chi2: float | None = None
+    initial_poses: LieGroup | None = None
+    """The poses the solve started from: the file's, or the odometry / chordal initialization."""
+    config: dict[str, object] | None = None
+    """The run's settings, enough to repeat it: ``init``, ``optimizer``, ``robust`` (as ``--robust``
+    takes it), ``dtype``, ``device`` and ``solver`` (every field of the optimizer config)."""
 
     def summary(self) -> dict[str, object]:
         """The record as plain JSON values: no NaN or Infinity (``json.dumps(..., allow_nan=False)``
@@ -56,10 +72,14 @@ class PgoResult:
         anyway, it is ``None`` here, with ``non_finite`` naming such fields."""
         out = {
             "source": self.graph.source, "num_poses": self.graph.num_poses, "num_edges": self.graph.num_edges,
-            "initial_chi2": self.initial_chi2, "final_chi2": self.final_chi2, "iterations": self.iterations,
+            "initial_chi2": self.initial_chi2, "final_chi2": self.final_chi2,
+            **({"initial_robust_chi2": self.initial_robust_chi2, "final_robust_chi2": self.final_robust_chi2}
+               if self.initial_robust_chi2 is not None else {}),
+            "iterations": self.iterations,
             "converged": self.converged, "termination": self.termination, "init_seconds": self.init_seconds,
             "solve_seconds": self.solve_seconds,
             **({"batch_size": self.graph.batch_size, "per_graph": self.per_graph} if self.per_graph else {}),
+            **({"config": self.config} if self.config is not None else {}),
         }
         return json_safe(out)
 
@@ -155,7 +175,8 @@ def optimize(
         config = GaussNewton(**common)
     else:
         raise ValueError(f"optimizer must be lm, dogleg or gn, got {optimizer!r}")
-    result = solve(problem, config)
+    with reporting(chi2_quantity(loss is not None)):  # iteration lines in chi2, as this result reports
+        result = solve(problem, config)
     solve_seconds = build_seconds + time.perf_counter() - start
     optimized = graph.with_poses(result[poses])
     final_chi2 = optimized.chi2()
@@ -167,8 +188,14 @@ def optimize(
         per_graph = {"initial_chi2": graph.chi2_per_graph().tolist(), "final_chi2": optimized.chi2_per_graph().tolist(),
                      "iterations": result.iterations.tolist(), "converged": result.converged.tolist(),
                      "termination": list(result.termination)}
+    robust = {"initial_robust_chi2": 2.0 * float(result.initial_cost.sum()),
+              "final_robust_chi2": 2.0 * float(result.cost.sum())} if loss is not None else {}
+    settings = {"init": init, "optimizer": optimizer, "robust": robust_spec(loss),
+                "dtype": str(dtype).removeprefix("torch."), "device": str(torch.device(device)),
+                "solver": settings_record(config)}
     return PgoResult(
         graph=optimized, initial_chi2=initial_chi2, final_chi2=final_chi2, iterations=int(result.iterations.max()),
         converged=bool(result.converged.all()), termination=result.termination[0], init_seconds=init_seconds,
-        solve_seconds=solve_seconds, history=result.history, per_graph=per_graph,
+        solve_seconds=solve_seconds, history=result.history, per_graph=per_graph, initial_poses=graph.poses,
+        config=settings, **robust,
     )

@@ -1,12 +1,13 @@
 """The figure of ``slam eval --plot``: the trajectories after alignment and the APE over time (as ``evo_ape --plot``).
 
-One colour per meaning: the reference is dark grey and dashed (as evo draws it), the
-estimate and its error are :data:`ESTIMATE_COLOR`, and the statistics of the error each
-have their own colour (:data:`STATISTIC_COLORS`).  The trajectories are drawn in the
-plane the reference lies in (x-z for KITTI's camera frame), else projected onto its two
-axes of largest spread, with equal scaling.  matplotlib is imported inside the function
-and the figure is drawn on a bare ``Figure`` (no pyplot); the file's suffix (``.png``,
-``.pdf``, ``.svg``) sets the format.
+Colours come from :mod:`slam.viz.style` (one colour per meaning, the same as in every other
+figure): the reference in ``reference`` near black, dashed (as evo draws it) and on top; the estimate in
+``optimized`` blue (an estimate, as ``slam pgo``'s optimum is); its error over time in ``error``
+brown; the statistics of the error in ``rmse``, ``median`` and ``mean`` (mean ± std is a band in
+the mean's colour).  The trajectories are drawn in the plane the reference lies in (x-z for
+KITTI's camera frame), else projected onto its two axes of largest spread, with equal scaling.
+matplotlib is imported inside the function and the figure is drawn on a bare ``Figure`` (no
+pyplot); the file's suffix (``.png``, ``.pdf``, ``.svg``) sets the format.
 """
 
 from __future__ import annotations
@@ -19,18 +20,22 @@ import numpy as np
 import torch
 
 from ..io.trajectory import PLANES
-from .plot import TRAJECTORY_COLORS
+from . import style
 
-__all__ = ["plot_evaluation", "REFERENCE_COLOR", "ESTIMATE_COLOR", "STATISTIC_COLORS"]
+__all__ = ["plot_evaluation", "REFERENCE_COLOR", "ESTIMATE_COLOR", "ERROR_COLOR", "STATISTIC_COLORS"]
 
-REFERENCE_COLOR = "0.25"
-"""The reference trajectory (dashed)."""
+REFERENCE_COLOR = style.PALETTE["reference"]
+"""The reference trajectory (dashed): ``style.PALETTE["reference"]`` as imported (the figure reads
+the palette when it is drawn)."""
 
-ESTIMATE_COLOR = TRAJECTORY_COLORS[0]
-"""The aligned estimate and its error curve."""
+ESTIMATE_COLOR = style.PALETTE["optimized"]
+"""The aligned estimate: ``style.PALETTE["optimized"]`` as imported."""
 
-STATISTIC_COLORS = {"rmse": TRAJECTORY_COLORS[1], "median": TRAJECTORY_COLORS[2], "mean": TRAJECTORY_COLORS[3]}
-"""Horizontal lines of the error statistics; mean ± std is a band in the mean's colour."""
+ERROR_COLOR = style.PALETTE["error"]
+"""The APE curve: ``style.PALETTE["error"]`` as imported."""
+
+STATISTIC_COLORS = {name: style.PALETTE[name] for name in ("rmse", "median", "mean")}
+"""Horizontal lines of the error statistics (as imported); mean ± std is a band in the mean's colour."""
 
 _AXES = "xyz"
 
@@ -69,12 +74,13 @@ def plot_evaluation(path: str | os.PathLike, result: Mapping[str, Any], matched:
 
     align = result["align"]
     scale = f", scale {result['ate']['scale']:.4g}" if align == "sim3" else ""
-    left.plot(ref[:, axes[0]], ref[:, axes[1]], color=REFERENCE_COLOR, linestyle="--", linewidth=1.2,
-              label=f"reference ({ref_name})")
-    left.plot(est[:, axes[0]], est[:, axes[1]], color=ESTIMATE_COLOR, linewidth=1.2,
+    reference, estimate = style.color("reference"), style.color("optimized")
+    left.plot(ref[:, axes[0]], ref[:, axes[1]], color=reference, linestyle=style.LINESTYLES["reference"],
+              linewidth=1.2, zorder=3, label=f"reference ({ref_name})")  # dashed, on top: both stay visible
+    left.plot(est[:, axes[0]], est[:, axes[1]], color=estimate, linewidth=1.2,
               label=f"estimate ({est_name}), aligned")
     left.plot(ref[:1, axes[0]], ref[:1, axes[1]], linestyle="none", marker="o", markersize=6,
-              color=REFERENCE_COLOR, label="start")
+              color=reference, label="start")
     left.set_aspect("equal", adjustable="datalim")
     left.set_xlabel(f"{_AXES[axes[0]]} (m)")
     left.set_ylabel(f"{_AXES[axes[1]]} (m)")
@@ -85,10 +91,11 @@ def plot_evaluation(path: str | os.PathLike, result: Mapping[str, Any], matched:
 
     ape = result["ape"]
     label = relation_label(result["pose_relation"])
-    right.plot(time, errors, color=ESTIMATE_COLOR, linewidth=1.0, label="APE")
+    right.plot(time, errors, color=style.color("error"), linewidth=1.0, label="APE")
     mean, std = ape["mean"], ape["std"]
-    right.axhspan(mean - std, mean + std, color=STATISTIC_COLORS["mean"], alpha=0.12, linewidth=0, label="mean ± std")
-    for name, color in STATISTIC_COLORS.items():
+    right.axhspan(mean - std, mean + std, color=style.color("mean"), alpha=0.12, linewidth=0, label="mean ± std")
+    for name in ("rmse", "median", "mean"):
+        color = style.color(name)
         right.axhline(ape[name], color=color, linewidth=1.6, linestyle="-" if name == "rmse" else "--",
                       label=f"{name} {ape[name]:.4g}")
     if errors.size:

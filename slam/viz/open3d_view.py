@@ -1,10 +1,15 @@
-"""Open3D geometry for pose graphs: export to PLY, headless PNG render, interactive view.
+"""Open3D geometry for pose graphs: export to PLY, headless raster render, interactive view.
 
 Open3D is imported inside the functions (it is in the ``viz`` extra).  A pose graph
-becomes two geometries: one ``LineSet`` for all edges (odometry ``|i - j| = 1`` in
-:data:`ODOMETRY_COLOR`, every other edge, i.e. loop closures, in
-:data:`LOOP_CLOSURE_COLOR`) and one ``TriangleMesh`` holding the coordinate frames of
-the poses (x red, y green, z blue), merged in numpy.  SE2 poses are lifted to z = 0.
+becomes two geometries: one ``LineSet`` for all edges (odometry ``|i - j| = 1`` in the
+``initial`` colour of :mod:`slam.viz.style`, the poses as the file holds them; every other
+edge, i.e. loop closures, in its ``loop_closure`` grey) and one ``TriangleMesh`` holding the
+coordinate frames of the poses (x red, y green, z blue: Open3D's own frame), merged in numpy.
+SE2 poses are lifted to z = 0.
+
+``slam view --png`` draws its still with matplotlib (``slam.viz.plot.plot_graph``: legend,
+units, title, vector formats); :func:`render_png` here is Open3D's raster view of the same
+geometry (no legend, no text), for PNG/JPEG only.
 """
 
 from __future__ import annotations
@@ -18,16 +23,21 @@ from torch import Tensor
 
 from liegeo import SE2, SE3
 
+from . import style
 from .plot import _edge_arrays, pose_arrays
 
-__all__ = ["ODOMETRY_COLOR", "LOOP_CLOSURE_COLOR", "RenderError", "graph_geometry", "ply_paths", "save_ply", "save_ply_files",
-           "render_png", "show"]
+__all__ = ["ODOMETRY_COLOR", "LOOP_CLOSURE_COLOR", "RASTER_SUFFIXES", "RenderError", "graph_geometry", "ply_paths",
+           "save_ply", "save_ply_files", "render_png", "show"]
 
-ODOMETRY_COLOR = (0.0, 0.0, 1.0)
-"""RGB of odometry edges (``|i - j| = 1``): blue."""
+ODOMETRY_COLOR = style.rgb("initial")
+"""RGB of odometry edges (``|i - j| = 1``): ``style.rgb("initial")`` as imported (``graph_geometry``
+reads the palette when called)."""
 
-LOOP_CLOSURE_COLOR = (1.0, 0.0, 0.0)
-"""RGB of all other edges (loop closures): red."""
+LOOP_CLOSURE_COLOR = style.rgb("loop_closure")
+"""RGB of all other edges (loop closures): ``style.rgb("loop_closure")`` as imported."""
+
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""What :func:`render_png` can write: Open3D renders pixels only."""
 
 
 class RenderError(RuntimeError):
@@ -79,7 +89,7 @@ def graph_geometry(
         o3d.utility.Vector2iVector(np.stack([ii, jj], axis=1).astype(np.int32).reshape(-1, 2)),
     )
     odometry = (np.abs(ii - jj) == 1)[:, None]
-    colors = np.where(odometry, np.asarray(ODOMETRY_COLOR), np.asarray(LOOP_CLOSURE_COLOR))
+    colors = np.where(odometry, np.asarray(style.rgb("initial")), np.asarray(style.rgb("loop_closure")))
     lineset.colors = o3d.utility.Vector3dVector(colors.reshape(-1, 3))
 
     if frame_size is None:
@@ -136,7 +146,11 @@ def render_png(
     width: int = 960,
     height: int = 720,
 ) -> Path:
-    """Render geometries off screen on a white background and save a PNG.
+    """Render geometries off screen on a white background and save a raster image (PNG or JPEG).
+
+    Open3D renders pixels, without text: no legend, title or axes.  For a figure with those, or a
+    vector format (``.pdf``/``.svg``), draw the graph with matplotlib instead
+    (``slam.viz.plot.plot_graph``, which ``slam view --png`` uses).
 
     Uses the legacy ``o3d.visualization.Visualizer`` with an invisible window; without a
     display Open3D falls back to EGL (Mesa's software rasterizer works, about 0.3 s for a
@@ -145,11 +159,16 @@ def render_png(
     else obliquely with z up.
 
     Raises:
+        ValueError: when the path's suffix is not ``.png``, ``.jpg`` or ``.jpeg`` (before any
+            rendering).
         RenderError: when Open3D cannot create the window (no display and no EGL).
     """
+    path = Path(path_png)
+    if path.suffix.lower() not in RASTER_SUFFIXES:
+        raise ValueError(f"{path}: Open3D renders raster images only ({', '.join(RASTER_SUFFIXES)}); "
+                         "for .pdf or .svg draw the graph with slam.viz.plot.plot_graph")
     o3d = _open3d()
     geometries = list(geometries)
-    path = Path(path_png)
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         vis = o3d.visualization.Visualizer()
         if not vis.create_window(window_name="slam", width=int(width), height=int(height), visible=False):
@@ -193,15 +212,15 @@ def show(geometries: Sequence[Any], *, window_name: str = "slam pose graph") -> 
     """Open an interactive Open3D window (blocks until it is closed).
 
     Raises:
-        RenderError: on Linux without ``DISPLAY`` or ``WAYLAND_DISPLAY``; render to a file
-            instead (``render_png``, the CLI's ``--png``).
+        RenderError: on Linux without ``DISPLAY`` or ``WAYLAND_DISPLAY``; draw to a file
+            instead (``slam.viz.plot_graph``, the CLI's ``--png``).
     """
     import sys
 
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise RenderError(
             "no display to open an interactive window (DISPLAY and WAYLAND_DISPLAY are unset); "
-            "render to a PNG instead with --png (slam.viz.render_png)"
+            "draw it to a file instead with --png OUT.png|.pdf|.svg (slam.viz.plot_graph)"
         )
     o3d = _open3d()
     o3d.visualization.draw_geometries(list(geometries), window_name=window_name)

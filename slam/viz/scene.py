@@ -1,9 +1,12 @@
-"""Bundle-adjustment scenes: a PNG of the point cloud and camera centres (matplotlib), and a PLY of
-the same scene (Open3D point cloud, cameras in red).
+"""Bundle-adjustment scenes: a figure of the point cloud and camera centres (matplotlib), and a PLY of
+the same scene (Open3D point cloud).
 
 Camera poses are world-to-camera (``slam.ba``): a camera's centre is ``-Rᵀ t``.  Points farther than
-``clip`` times the median distance from the cloud's median are left out of the plot's axis limits
-(BAL scenes have a few far outliers that would shrink everything else to a dot), not from the PLY.
+``clip`` times the median distance from the cloud's median are left out of the plot (BAL scenes have a
+few far outliers that would shrink everything else to a dot), not from the PLY.  Colours come from
+:mod:`slam.viz.style`: the points in the colour of their state (``optimized`` for an adjusted scene),
+the camera centres in ``camera`` red.  The before/after figure with frusta is
+:func:`slam.viz.ba_plot.plot_bundle_adjustment`.
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ from torch import Tensor
 
 from liegeo import SE3
 
-from .plot import save_figure
+from . import style
+from .plot import broadside_view, equal_axes_3d, save_figure
 
 __all__ = ["CAMERA_COLOR", "POINT_COLOR", "camera_centers", "plot_scene", "save_scene_ply"]
 
-CAMERA_COLOR = (1.0, 0.0, 0.0)
-"""RGB of the camera centres: red."""
+CAMERA_COLOR = style.rgb("camera")
+"""RGB of the camera centres: ``style.rgb("camera")`` as imported (the functions read the palette)."""
 
-POINT_COLOR = (0.2, 0.2, 0.8)
-"""RGB of the points: blue-grey."""
+POINT_COLOR = style.rgb("optimized")
+"""RGB of the points of an adjusted scene: ``style.rgb("optimized")`` as imported."""
 
 
 def camera_centers(poses: SE3) -> np.ndarray:
@@ -40,38 +44,36 @@ def _inliers(points: np.ndarray, clip: float) -> np.ndarray:
 
 
 def plot_scene(path_png: str | os.PathLike, points: Tensor, poses: SE3, *, title: str | None = None,
-               clip: float = 5.0) -> Path:
-    """3D scatter of ``points (P, 3)`` and the camera centres of ``poses (C,)``, axes equal; saved as PNG."""
+               clip: float = 5.0, role: str = "optimized") -> Path:
+    """3D scatter of ``points (P, 3)`` (in the colour of ``role``) and the camera centres of
+    ``poses (C,)`` (``camera`` red), one scale on all axes (:func:`slam.viz.plot.equal_axes_3d`), seen
+    broadside (:func:`slam.viz.plot.broadside_view`);
+    saved in the format of the path's suffix (``.png``, ``.pdf``, ``.svg``)."""
     from matplotlib.figure import Figure
 
     xyz = points.detach().cpu().double().numpy()
     centers = camera_centers(poses)
-    shown = xyz[_inliers(xyz, clip)]
-    fig = Figure(figsize=(8, 7), dpi=110)
+    shown = xyz[_inliers(xyz, clip)] if len(xyz) else xyz.reshape(0, 3)
+    fig = Figure(figsize=(8, 7), dpi=110, layout="constrained")
     ax = fig.add_subplot(projection="3d")
-    ax.scatter(shown[:, 0], shown[:, 1], shown[:, 2], s=0.5, color=POINT_COLOR, label=f"{len(xyz)} points")
-    ax.scatter(centers[:, 0], centers[:, 1], centers[:, 2], s=12, color=CAMERA_COLOR, label=f"{len(centers)} cameras")
+    ax.scatter(shown[:, 0], shown[:, 1], shown[:, 2], s=0.5, color=style.color(role), rasterized=True,
+               label=f"points ({len(shown)} of {len(xyz)} drawn)")
+    ax.scatter(centers[:, 0], centers[:, 1], centers[:, 2], s=12, color=style.color("camera"),
+               label=f"camera centres ({len(centers)})")
     both = np.concatenate([shown, centers])
-    lo, hi = both.min(0), both.max(0)
-    span = np.maximum(hi - lo, 1e-9)
-    ax.set_box_aspect(tuple(span))  # equal scaling on every axis
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_zlabel("z")
-    return save_figure(fig, ax, path_png, title)
+    broadside_view(ax, both)  # BAL scenes have no "up"
+    equal_axes_3d(ax, both)
+    for axis in "xyz":
+        getattr(ax, f"set_{axis}label")(f"{axis} (scene units)", labelpad=10)
+    return save_figure(fig, ax, path_png, title, legend_below=True)
 
 
-def save_scene_ply(path_ply: str | os.PathLike, points: Tensor, poses: SE3) -> Path:
-    """One PLY point cloud: the points (``POINT_COLOR``) and then the camera centres (``CAMERA_COLOR``)."""
-    from .open3d_view import _open3d
+def save_scene_ply(path_ply: str | os.PathLike, points: Tensor, poses: SE3, *, role: str = "optimized") -> Path:
+    """One PLY point cloud: the points (in the colour of ``role``) and then the camera centres (``camera`` red);
+    written with numpy (``slam.io.ply``), so no Open3D is needed."""
+    from ..io.ply import write_point_cloud
 
-    o3d = _open3d()
     xyz = points.detach().cpu().double().numpy()
     centers = camera_centers(poses)
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate([xyz, centers])))
-    colors = np.concatenate([np.tile(POINT_COLOR, (len(xyz), 1)), np.tile(CAMERA_COLOR, (len(centers), 1))])
-    cloud.colors = o3d.utility.Vector3dVector(colors)
-    path = Path(path_ply)
-    if not o3d.io.write_point_cloud(str(path), cloud):
-        raise OSError(f"Open3D could not write {path}")
-    return path
+    colors = np.concatenate([np.tile(style.rgb(role), (len(xyz), 1)), np.tile(style.rgb("camera"), (len(centers), 1))])
+    return write_point_cloud(path_ply, np.concatenate([xyz, centers]), colors)
