@@ -25,11 +25,6 @@ class CostPlan:
     linearization: str
     """``"fused kernel (module)"``, ``"analytic Jacobians"`` or ``"autodiff (mode)"``."""
 
-    @property
-    def fused(self) -> bool:
-        """Whether the cost linearizes in its own fused kernel (``Cost.linearization_path``)."""
-        return self.linearization.startswith("fused kernel")
-
 
 @dataclasses.dataclass(frozen=True)
 class VariablePlan:

@@ -188,21 +188,22 @@ class Implicit:
     """CG's relative residual on the exact system: 1e-8 takes 6 Hessian-vector products on parking-garage and
     changes the gradient by 3e-12 relative to 1e-12 (8 products; benchmarks/backward.py).  The solution
     itself is only as exact as the forward solve's tolerances."""
-    products: Literal["auto", "differences", "autograd"] = "auto"
-    """How the exact Hessian's vector products are taken.  ``"differences"``: central differences,
-    along the retraction, of the gradient each cost computes anyway (its fused kernel where it has one),
-    corrected by the group's ``ad`` (``slam.optim.implicit``); ~1e-9 relative error in float64, within
-    CG's tolerance, and 1.8x faster than double backward on parking-garage.  ``"autograd"``: double
-    backward through the cost's torch graph, exact to rounding.  ``"auto"``: differences in float64 where
-    every variable's group has ``ad`` (``LieGroup.ad``) and every cost linearizes in a fused kernel
-    (``Problem.analyze``: where the gradient is that cheap), else autograd.  ``wᵀ ∂g/∂θ`` is one double
-    backward either way."""
+    products: Literal["autograd", "differences"] = "autograd"
+    """How the exact Hessian's vector products are taken.  ``"autograd"`` (default): double backward
+    through the cost's torch graph, exact to rounding.  ``"differences"``: central differences, along
+    the retraction, of the gradient each cost computes anyway (its fused kernel where it has one),
+    corrected by the group's ``ad`` (``slam.optim.implicit``); float64 and groups with ``ad`` only.
+    Each product is ~1e-9 relative of double backward's and 1.8x faster on parking-garage, but CG
+    amplifies their error in the Hessian's weak directions: parking-garage's gradients move by 5e-5
+    relative (the Gauss-Newton Hessian's by 4e-3), for a backward of 6.7 instead of ~10 LM iterations
+    (``benchmarks/backward.py``, mode implicit-differences).  ``wᵀ ∂g/∂θ`` is one exact double backward
+    either way."""
 
     def __post_init__(self) -> None:
         if self.hessian not in ("exact", "gauss_newton"):
             raise ValueError(f"Implicit hessian must be exact or gauss_newton, got {self.hessian!r}")
-        if self.products not in ("auto", "differences", "autograd"):
-            raise ValueError(f"Implicit products must be auto, differences or autograd, got {self.products!r}")
+        if self.products not in ("autograd", "differences"):
+            raise ValueError(f"Implicit products must be autograd or differences, got {self.products!r}")
 
 
 BackwardMode = Union[Unroll, Truncated, Implicit]
