@@ -170,11 +170,7 @@ class Problem:
         residual and Jacobian are scaled by ``√ρ'(s)``, so ``g`` is the exact gradient of
         ``F`` and ``H`` drops only the ``ρ''`` term.
         """
-        contributions, total = [], torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
-        for cost in self.costs:
-            instance_cost, _, _, h, g = self._linearize_cost(cost, self._gather(cost, values))
-            total = total + instance_cost.sum(-1)
-            contributions.append((h, g))
+        contributions, total = self._blocks(values)
         h, g = self.structure.assemble(contributions, self.batch_size)
         # One reduction per tensor on the happy path (a sum is non-finite if any term is, or if it
         # overflows); the exact test and the search for the culprit run only when it flags.
@@ -188,12 +184,17 @@ class Problem:
     def gradient(self, values: Values) -> tuple[Tensor, Tensor]:
         """``g = Jᵀr`` ``(B, n)`` and ``F`` ``(B,)`` at ``values``, as ``linearize`` gives them, without
         assembling ``H`` (Hessian-vector products by differences of gradients: ``slam.optim.implicit``)."""
+        contributions, total = self._blocks(values)
+        return self.structure.assemble_gradient([g for _, g in contributions], self.batch_size), total
+
+    def _blocks(self, values: Values) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+        """Every cost's ``(JᵀJ, Jᵀr)`` blocks (robust loss applied) and ``F`` ``(B,)`` at ``values``."""
         contributions, total = [], torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         for cost in self.costs:
-            instance_cost, _, _, _, g = self._linearize_cost(cost, self._gather(cost, values))
+            instance_cost, _, _, h, g = self._linearize_cost(cost, self._gather(cost, values))
             total = total + instance_cost.sum(-1)
-            contributions.append(g)
-        return self.structure.assemble_gradient(contributions, self.batch_size), total
+            contributions.append((h, g))
+        return contributions, total
 
     def tangent_bracket(self, delta: Tensor, g: Tensor) -> Tensor:
         """``ad(δᵢ)ᵀ gᵢ`` for every free variable ``i`` of a global tangent vector ``delta: (B, n)`` and a
