@@ -37,6 +37,16 @@ def block_structure(indptr: np.ndarray, indices: np.ndarray, d: int) -> tuple[np
     return bindptr, blocks % nb
 
 
+def find_blocks(indptr: np.ndarray, indices: np.ndarray) -> tuple[int, tuple[np.ndarray, np.ndarray]] | None:
+    """``(d, block_structure(indptr, indices, d))`` for the first block size d (pose sizes 6 and 3 first)
+    whose complete d x d blocks make up the pattern, or None."""
+    for d in (6, 3, 2, 4, 5, 7, 8, 9):
+        blocks = block_structure(indptr, indices, d)
+        if blocks is not None:
+            return d, blocks
+    return None
+
+
 class BlockPattern:
     """The symbolic analysis: block ordering, the permuted blocks' scalar positions, the elimination
     tree and the block pattern of L.

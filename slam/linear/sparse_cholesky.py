@@ -343,19 +343,17 @@ class BatchedSparseCholesky:
         block ordering below ``SUPERNODAL_SWITCH``; measured: ``benchmarks/sparse_factorization.py``)."""
         from liegeo._kernels import numba_available
 
-        pattern, blocks = self.pattern, None
+        pattern, found = self.pattern, None
         if numba_available():
-            from ._block_cholesky import BlockPattern, block_structure
+            from ._block_cholesky import BlockPattern, find_blocks
 
-            for d in (6, 3, 2, 4, 5, 7, 8, 9):  # pose sizes first
-                blocks = block_structure(pattern.indptr, pattern.indices, d)
-                if blocks is not None:
-                    break
-        if blocks is None:
+            found = find_blocks(pattern.indptr, pattern.indices)
+        if found is None:
             if required:
                 raise ValueError("mode 'block' needs numba and a pattern of complete blocks of one size")
             return None
 
+        d, blocks = found
         bindptr, bindices = blocks
         perm = _block_ordering(cholmod, bindptr, bindices)
         lnz, flops = cholesky_work(bindptr, bindices, perm)

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import torch
 from ..linear.base import LinearSolver
 from ..problem import Problem, Values
-from .callbacks import History, LogIterations, ProgressBar
+from .callbacks import History, LogIterations, ProgressBar, reported_quantity
 from .config import BackwardMode, Dogleg, GaussNewton, Implicit, LevenbergMarquardt, Truncated, Unroll
 from .gauss_newton import SingularSystemError, gauss_newton_tail
 from .implicit import implicit_solution
@@ -67,14 +67,12 @@ def make_linear_solver(choice: Any, problem: Problem) -> LinearSolver:
             if key not in structure.shared_cache:
                 from liegeo._kernels import numba_available
 
-                size = 1
+                found = None
                 if numba_available():
-                    from ..linear._block_cholesky import block_structure
+                    from ..linear._block_cholesky import find_blocks
 
-                    pattern = structure.pattern
-                    size = next((d for d in (6, 3, 2, 4, 5, 7, 8, 9)
-                                 if block_structure(pattern.indptr, pattern.indices, d) is not None), 1)
-                structure.shared_cache[key] = size
+                    found = find_blocks(structure.pattern.indptr, structure.pattern.indices)
+                structure.shared_cache[key] = found[0] if found is not None else 1
             solver, reason = choose_linear_solver(structure.n, problem.device, have_cholmod=have_cholmod,
                                                   block_size=structure.shared_cache[key])
         if reason:
@@ -216,9 +214,7 @@ def solve(
     with torch.no_grad():
         final_cost = problem.cost(solution) if solution is not state.values else state.cost
     seconds = time.perf_counter() - start
-    from .callbacks import reported_quantity  # the name (cost, chi2, robust chi2) the iteration lines used
-
-    quantity = reported_quantity()
+    quantity = reported_quantity()  # the name (cost, chi2, robust chi2) the iteration lines used
     for b in range(problem.batch_size) if problem.batch_size <= 4 else ():  # "problem b:" only for a batch
         log.info("%s: %s after %d iterations, %s %.6e -> %.6e", f"problem {b}" if problem.batch_size > 1 else "solve",
                  state.termination[b], int(state.iterations[b]), quantity.name,
