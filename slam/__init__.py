@@ -17,20 +17,24 @@ except _PackageNotFoundError:  # a source tree that was never installed
 del _PackageNotFoundError, _version
 
 from .costs import Cost, Prior, residual
+from .doctor import Finding, ProblemError, diagnose
 from .layer import SolverLayer
 from .least_squares import LeastSquaresResult, least_squares
 from .optim import (Dogleg, GaussNewton, Implicit, IterationRecord, LevenbergMarquardt, SingularSystemError,
                     SolveResult, Termination, Truncated, Unroll, solve)
 from .problem import NonFiniteError, Problem
-from .robust import Cauchy, GemanMcClure, Huber, RobustLoss, Tukey, parse_robust
+from .robust import (DCS, Arctan, Barron, Cauchy, Fair, GemanMcClure, Huber, L2WithDeadZone, PseudoHuber, RobustLoss,
+                     Tolerant, TruncatedLeastSquares, Tukey, Welsch, parse_robust)
 from .variables import Variable, VariableRef
 from .weights import DiagonalWeight, ScalarWeight, SqrtInformation, Weight
 
 __all__ = [
     "Variable", "VariableRef", "Cost", "residual", "Prior", "Problem", "NonFiniteError",
     "Weight", "ScalarWeight", "DiagonalWeight", "SqrtInformation",
-    "RobustLoss", "Huber", "Cauchy", "GemanMcClure", "Tukey", "parse_robust",
+    "RobustLoss", "Huber", "Cauchy", "GemanMcClure", "Tukey", "Fair", "Welsch", "DCS", "L2WithDeadZone",
+    "TruncatedLeastSquares", "PseudoHuber", "Arctan", "Tolerant", "Barron", "parse_robust",
     "GaussNewton", "LevenbergMarquardt", "Dogleg", "Unroll", "Truncated", "Implicit",
     "solve", "SolveResult", "IterationRecord", "Termination", "SingularSystemError", "SolverLayer",
     "least_squares", "LeastSquaresResult",
+    "diagnose", "Finding", "ProblemError",
 ]

@@ -96,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="lm (Levenberg-Marquardt), dogleg (Powell's dogleg) or gn (Gauss-Newton) (default: %(default)s)")
     pgo.add_argument("--robust", metavar="KERNEL:SCALE", type=_robust,
                      help=f"robust kernel on each edge's whitened error norm, one of {kernels}, with its scale, "
-                          "e.g. huber:1.0 or cauchy:0.5 (default: none, plain least squares)")
+                          "e.g. huber:1.0 or cauchy:0.5; tolerant:A,B and barron:SCALE,ALPHA take two numbers (default: none, plain least squares)")
+    pgo.add_argument("--information", choices=["strict", "nearest-pd", "isotropic"], default="strict",
+                     help="information matrices that are not positive definite: strict (an error naming the file, "
+                          "line and eigenvalues), nearest-pd (clip those matrices' eigenvalues to 1e-6 x their "
+                          "largest) or isotropic (SE-Sync's tau/kappa weights on every edge); repairs are counted in "
+                          "the log and the JSON, and --out carries the repaired matrices (default: %(default)s)")
     _numerics(pgo)
     _output_options(pgo, {"out": "the optimized graph, g2o (default: <output-dir>/<name>_optimized.g2o)",
                           "tum": "the optimized trajectory as TUM text, vertex ids as timestamps "
@@ -114,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--max-iterations", type=_count, default=50, metavar="N",
                     help="the most iterations; a solve that stops there exits 0 with a warning (default: %(default)s)")
     ba.add_argument("--robust", metavar="KERNEL:SCALE", type=_robust,
-                    help=f"robust kernel on each pixel error norm, one of {kernels}, with its scale, e.g. huber:1.0 "
-                         "(default: none, plain least squares)")
+                    help=f"robust kernel on each pixel error norm, one of {kernels}, with its scale, e.g. huber:1.0; "
+                         "tolerant:A,B and barron:SCALE,ALPHA take two numbers (default: none, plain least squares)")
     ba.add_argument("--fix-intrinsics", action="store_true", help="keep f, k1, k2 as read (default: adjust them)")
     ba.add_argument("--linear-solver", choices=["schur", "iterative-schur", "cholmod", "dense"], default="schur",
                     help="schur: points eliminated, reduced system by Cholesky; iterative-schur: the same by "
@@ -394,9 +399,12 @@ def _pgo(args: argparse.Namespace) -> int:
     with _outputs(args, stem, {"out": "_optimized.g2o", "tum": "_optimized.tum", "initial_tum": "_initial.tum",
                                "png": ".png", "json": ".json"}, inputs=[args.file]) as staged:
         start = time.perf_counter()
-        graph = read_g2o(args.file)
+        graph = read_g2o(args.file, information=args.information)
         sha256 = _sha256(args.file)
         log.info("%s (read in %.2f s)", graph.describe(), time.perf_counter() - start)
+        if graph.information_repair is not None:
+            (log.warning if graph.information_repair.changed else log.info)(
+                "%s: %s", Path(args.file).name, graph.information_repair.describe())
         result = optimize(graph, init=args.init, max_iterations=args.max_iterations, loss=args.robust,
                           dtype=getattr(torch, args.dtype), device=device, progress=args.progress,
                           optimizer=args.optimizer)

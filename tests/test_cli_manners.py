@@ -178,7 +178,7 @@ def test_a_missing_device_is_refused_before_any_work(tmp_path, device):
 REFUSED = {
     "unknown option": (["pgo", "g.g2o", "--bogus"], "unrecognized arguments: --bogus"),
     "negative iterations": (["pgo", "g.g2o", "--max-iterations", "-1"], "--max-iterations"),
-    "unknown kernel": (["ba", "scene.txt", "--robust", "welsch:1"], "unknown robust loss"),
+    "unknown kernel": (["ba", "scene.txt", "--robust", "blah:1"], "unknown robust loss"),
     "bad budget": (["ba", "scene.txt", "--dense-memory-budget", "lots"], "not a size"),
     "-q with -v": (["-q", "pgo", "g.g2o", "-v"], "-q and -v"),
     "no command": ([], "COMMAND"),

@@ -122,6 +122,7 @@ def optimize(
     device: str | torch.device = "cpu",
     progress: bool = False,
     verbose: bool = False,
+    diagnose: bool = True,
 ) -> BAResult:
     """Adjust cameras (pose and, unless fixed, ``f, k1, k2``) and points; ``solve_seconds`` includes
     building the problem, not loading the compiled kernels (``Problem.prepare``).
@@ -133,6 +134,9 @@ def optimize(
     ``verbose=True`` prints the solver's log lines (one per iteration, then the outcome) to stderr for
     this call, without configuring ``logging`` (``slam._verbose``; where the application already logs
     ``slam`` at INFO, they go there instead, once).
+
+    ``diagnose=True`` runs the problem doctor (``slam.doctor.check``) on the built problem first: its
+    errors raise ``slam.doctor.ProblemError`` (a ``ValueError``), its warnings are logged.
     """
     start = time.perf_counter()
     least_squares, (poses, intrinsics, points) = build(problem, loss=loss, fix_intrinsics=fix_intrinsics,
@@ -145,6 +149,11 @@ def optimize(
                                 initial_damping=initial_damping, damping="marquardt-current", progress=progress,
                                 linear_solver=solver)
     build_seconds = time.perf_counter() - start
+    if diagnose:  # slam.doctor: errors raise ProblemError, warnings are logged (one line each)
+        from ..doctor import check
+
+        # BAL leaves the similarity gauge free and LM's damping handles it (fix_cameras pins it): expected.
+        check(least_squares, ignore=("gauge",))
     prepare(least_squares)  # loading compiled kernels is start-up, like an import: not solve time
     start = time.perf_counter()
     with reporting(chi2_quantity(loss is not None)):  # iteration lines in chi2, as summary() reports

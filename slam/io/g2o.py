@@ -21,8 +21,28 @@ optima equal GTSAM's.  Quaternions within 1e-3 of unit norm are normalized (file
 ~6 digits); others are errors.
 
 Every malformed line raises ``FormatError`` naming the file, the line and the field; so
-do duplicate vertex ids, edges to missing vertices, self-loops, mixed 2D/3D lines and
-information matrices that are not positive definite (TORO's as g2o's).  A file with edges
+do duplicate vertex ids, edges to missing vertices, self-loops and mixed 2D/3D lines.
+
+Information matrices that are not positive definite (TORO's as g2o's) are an error by default
+(``information="strict"``): it names the file, the line, the eigenvalues and the two ways out,
+
+* ``information="nearest-pd"``: each matrix that fails Cholesky is replaced by
+  ``V diag(max(λ, f)) Vᵀ`` (its symmetric eigen-decomposition with the eigenvalues clipped to the
+  floor ``f = NEAREST_PD_FLOOR × λ_max`` of that matrix: the nearest matrix, in the Frobenius norm,
+  whose eigenvalues are all ≥ f).  A matrix with no positive eigenvalue has no scale to clip to and
+  stays an error.  Matrices that pass Cholesky keep every bit.
+* ``information="isotropic"``: every edge (not only the bad ones) gets SE-Sync's isotropic weights
+  (Rosen et al. 2019, ``read_g2o_file``): with Ω_t the translation block and Ω_R the rotation block
+  of our tangent order, ``τ = d_t / tr(Ω_t⁻¹)`` and ``ω = d_R / tr(Ω_R⁻¹)`` (d_t, d_R = 2, 1 in 2D and
+  3, 3 in 3D), and Ω becomes ``diag(τ I_t, ω I_R)``.  SE-Sync's κ is ``ω`` in 2D (its ``kappa = I33``)
+  and ``ω / 2`` in 3D (its ``kappa = 3 / (2 tr(Ω_R⁻¹))``, the Langevin concentration of a cost
+  ``κ‖R_j − R_i R̃‖_F² ≈ 2κ‖θ‖²``); ω is chosen so that an isotropic Ω is kept as it is.  An edge whose
+  τ or ω is not positive and finite (a block with a zero eigenvalue, or indefinite enough) is an error.
+
+The graph then carries an ``InformationRepair`` record (``PoseGraph.information_repair``: method,
+edges repaired and changed, the smallest eigenvalue seen); ``write_g2o`` writes it as a ``#``
+comment line, the first (the last for 2D graphs: GTSAM's 2D ``readG2o`` reads no edge after a
+leading comment), and writes the repaired matrices.  A file with edges
 but no vertices gets its initial guess by chaining odometry along a spanning tree (a
 disconnected one raises ``DisconnectedGraphError`` naming the file).
 
@@ -51,9 +71,45 @@ from .errors import FormatError, parse_integer, parse_number, shorten
 from .files import atomic_write_text
 from .text import read_text, split_lines
 
-__all__ = ["read_g2o", "write_g2o"]
+__all__ = ["InformationRepair", "read_g2o", "write_g2o"]
 
 QUATERNION_TOLERANCE = 1e-3
+NEAREST_PD_FLOOR = 1e-6
+"""``information="nearest-pd"`` clips each bad matrix's eigenvalues to this times its largest one."""
+INFORMATION_MODES = ("strict", "nearest-pd", "isotropic")
+_WAY_OUT = ("read it with --information nearest-pd (clip the eigenvalues) or --information isotropic "
+            "(SE-Sync's tau/kappa weights), read_g2o(..., information=...) in Python")
+
+
+@dataclasses.dataclass(frozen=True)
+class InformationRepair:
+    """What ``read_g2o(..., information="nearest-pd" | "isotropic")`` did to the information matrices."""
+
+    method: str
+    """``"nearest-pd"`` or ``"isotropic"``."""
+    num_edges: int
+    not_positive_definite: int
+    """How many edges' matrices failed Cholesky (all replaced)."""
+    changed: int
+    """How many edges' matrices were replaced (``not_positive_definite`` for nearest-pd; every edge whose
+    matrix was not already isotropic for isotropic)."""
+    worst_eigenvalue: float | None
+    """The smallest eigenvalue of the matrices that were not positive definite (None when all were)."""
+    first_lines: tuple[int, ...] = ()
+    """The file lines of the first (up to 10) edges that were not positive definite."""
+    floor: float | None = None
+    """nearest-pd's relative eigenvalue floor (``NEAREST_PD_FLOOR``)."""
+
+    def summary(self) -> dict[str, object]:
+        return dataclasses.asdict(self) | {"first_lines": list(self.first_lines)}
+
+    def describe(self) -> str:
+        worst = "" if self.worst_eigenvalue is None else f", smallest eigenvalue {self.worst_eigenvalue:.6g}"
+        lines = f" (lines {', '.join(map(str, self.first_lines))}{', ...' if self.not_positive_definite > len(self.first_lines) else ''})" \
+            if self.first_lines else ""
+        floor = f", eigenvalue floor {self.floor:g} x the largest" if self.method == "nearest-pd" else ""
+        return (f"information {self.method}: {self.not_positive_definite} of {self.num_edges} edges not positive "
+                f"definite{lines}{worst}; {self.changed} matrices replaced{floor}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +157,15 @@ class _Rows:
     lines: list[int] = dataclasses.field(default_factory=list)
 
 
-def read_g2o(path: str | os.PathLike[str]) -> PoseGraph:
-    """Read a 2D or 3D pose graph from a g2o or TORO file (float64)."""
+def read_g2o(path: str | os.PathLike[str], *, information: str = "strict") -> PoseGraph:
+    """Read a 2D or 3D pose graph from a g2o or TORO file (float64).
+
+    ``information``: ``"strict"`` (default: a matrix that is not positive definite is a ``FormatError``),
+    ``"nearest-pd"`` or ``"isotropic"`` (see the module's text); the graph's ``information_repair``
+    then says what was done.
+    """
+    if information not in INFORMATION_MODES:
+        raise ValueError(f"information must be one of {', '.join(INFORMATION_MODES)}, got {information!r}")
     path = str(path)
     text = read_text(path)
     ascii_text = text.isascii()
@@ -148,7 +211,7 @@ def read_g2o(path: str | os.PathLike[str]) -> PoseGraph:
         raise AssertionError("unreachable: numpy refused fields that all parse")  # pragma: no cover
     if group is None or not edges.lines:
         raise FormatError(path, 0, "no edges: not a pose graph (expected EDGE_SE2 / EDGE_SE3:QUAT / EDGE2 / EDGE3 lines)")
-    return _assemble(path, group, vertices, vertex_numbers, edges, edge_numbers, fixed)
+    return _assemble(path, group, vertices, vertex_numbers, edges, edge_numbers, fixed, information)
 
 
 def write_g2o(path: str | os.PathLike[str], graph: PoseGraph) -> Path:
@@ -176,11 +239,16 @@ def write_g2o(path: str | os.PathLike[str], graph: PoseGraph) -> Path:
         vertex_values = poses.data.detach().cpu().double().numpy()
         edge_values = measurements.data.detach().cpu().double().numpy()
     i, j = ids[graph.i.cpu().numpy()], ids[graph.j.cpu().numpy()]
+    repair = getattr(graph, "information_repair", None)
+    note = [f"# {repair.describe()} (liegeo-slam read_g2o; the matrices below are the repaired ones)\n"] \
+        if repair is not None and repair.changed else []
     lines = [f"{vertex_tag} {k} {_join(v)}\n" for k, v in zip(ids, vertex_values)]
     lines += [f"{edge_tag} {a} {b} {_join(z)} {_join(o)}\n"
               for a, b, z, o in zip(i, j, edge_values, information)]
     # FIX last: GTSAM's 2D readG2o stops reading edges at the first line it does not know
     lines += [f"FIX {k}\n" for k in ids[graph.fixed.cpu().numpy()]]
+    # the repair note first; last in 2D, where GTSAM's readG2o reads no edge after a leading comment
+    lines = note + lines if graph.group is SE3 else lines + note
     # Written to a temporary beside it and renamed into place: never half a graph, never the source.
     return atomic_write_text(path, "".join(lines), inputs=[graph.source] if graph.source else [])
 
@@ -192,7 +260,7 @@ _Numbers = tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]
 
 
 def _assemble(path: str, group: type[SE2] | type[SE3], vertices: _Rows, vertex_numbers: _Numbers, edges: _Rows,
-              edge_numbers: _Numbers, fixed: list[tuple[int, int]]) -> PoseGraph:
+              edge_numbers: _Numbers, fixed: list[tuple[int, int]], mode: str = "strict") -> PoseGraph:
     edge_lines = np.asarray(edges.lines)
     edge_ids, edge_values = edge_numbers  # (E, 2), {tag: (rows, values)}
     self_loops = np.nonzero(edge_ids[:, 0] == edge_ids[:, 1])[0]
@@ -218,7 +286,7 @@ def _assemble(path: str, group: type[SE2] | type[SE3], vertices: _Rows, vertex_n
         poses = None
 
     measurements = _poses(path, group, edges, edge_values)
-    information = _information(path, group, edges, edge_values)
+    information, repair = _information(path, group, edges, edge_values, mode)
 
     fixed_index = torch.zeros(0, dtype=torch.int64)
     if fixed:
@@ -239,7 +307,7 @@ def _assemble(path: str, group: type[SE2] | type[SE3], vertices: _Rows, vertex_n
         group=group, ids=torch.from_numpy(np.asarray(ids, dtype=np.int64)), poses=poses, i=i, j=j,
         measurements=measurements, information=information,
         fixed=fixed_index if fixed_index.numel() else torch.tensor([anchor]), source=path,
-        has_vertices=bool(vertices.lines),
+        has_vertices=bool(vertices.lines), information_repair=repair,
     )
 
 
@@ -316,7 +384,8 @@ def _poses_from_fields(path: str, group, values: np.ndarray, lines: np.ndarray):
     return SE3(torch.from_numpy(np.concatenate([values[:, :3], q / norm[:, None]], axis=-1)))
 
 
-def _information(path: str, group, edges: _Rows, values: dict[str, tuple[np.ndarray, np.ndarray]]) -> Tensor:
+def _information(path: str, group, edges: _Rows, values: dict[str, tuple[np.ndarray, np.ndarray]],
+                 mode: str = "strict") -> tuple[Tensor, InformationRepair | None]:
     d = 3 if group is SE2 else 6
     upper = np.empty((len(edges.lines), d * (d + 1) // 2))
     for tag, (where, numbers) in values.items():
@@ -329,17 +398,109 @@ def _information(path: str, group, edges: _Rows, values: dict[str, tuple[np.ndar
     information[:, cols, rows] = upper
     try:
         np.linalg.cholesky(information)
-    except np.linalg.LinAlgError:  # which one: a loop, only on failure
-        for k, matrix in enumerate(information):
+        bad = np.zeros(len(information), dtype=bool)
+    except np.linalg.LinAlgError:  # which ones: only on failure
+        bad = torch.linalg.cholesky_ex(torch.from_numpy(information)).info.numpy() > 0
+        if not bad.any():  # pragma: no cover - the two factorizations disagree at the margin
+            bad = np.array([not _is_pd(m) for m in information])
+    lines = np.asarray(edges.lines)
+    worst = None
+    if bad.any():
+        eigenvalues = _eigenvalues(information[bad])
+        if mode == "strict":
+            k = int(np.flatnonzero(bad)[0])
+            shown = "" if eigenvalues is None else (
+                f" (eigenvalues {', '.join(f'{v:.4g}' for v in eigenvalues[0])}; smallest {eigenvalues[0, 0]:.6g})")
+            others = f"; {int(bad.sum())} of {len(bad)} edges are not" if bad.sum() > 1 else ""
+            raise FormatError(path, int(lines[k]), f"information matrix is not positive definite{shown}{others}: "
+                                                   f"{_WAY_OUT}")
+        if eigenvalues is not None:
+            worst = float(eigenvalues[:, 0].min())
+    if mode == "strict":
+        return torch.from_numpy(information), None
+    if mode == "nearest-pd":
+        changed = int(bad.sum())
+        if bad.any():
+            information[bad] = _nearest_pd(path, information[bad], lines[bad])
+    else:
+        before = information.copy()
+        information = _isotropic(path, group, information, lines)
+        changed = int((information != before).any(axis=(-1, -2)).sum())
+    repair = InformationRepair(method=mode, num_edges=len(bad), not_positive_definite=int(bad.sum()), changed=changed,
+                               worst_eigenvalue=worst, first_lines=tuple(int(x) for x in lines[bad][:10]),
+                               floor=NEAREST_PD_FLOOR if mode == "nearest-pd" else None)
+    return torch.from_numpy(information), repair
+
+
+def _is_pd(matrix: np.ndarray) -> bool:
+    try:
+        np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
+def _eigenvalues(matrices: np.ndarray) -> np.ndarray | None:
+    """Ascending eigenvalues ``(K, d)`` of symmetric matrices; None if LAPACK did not converge."""
+    try:
+        return np.linalg.eigvalsh(matrices)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _nearest_pd(path: str, matrices: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """``V diag(max(λ, NEAREST_PD_FLOOR λ_max)) Vᵀ`` of each symmetric matrix ``(K, d, d)``."""
+    try:
+        eigenvalues, vectors = np.linalg.eigh(matrices)
+    except np.linalg.LinAlgError:
+        raise FormatError(path, int(lines[0]), "information matrix: the eigen-decomposition of the matrices that are "
+                                               "not positive definite did not converge") from None
+    largest = eigenvalues[:, -1]
+    hopeless = ~(largest > 0)
+    if hopeless.any():
+        k = int(np.flatnonzero(hopeless)[0])
+        raise FormatError(path, int(lines[k]), "information matrix has no positive eigenvalue (eigenvalues "
+                                               f"{', '.join(f'{v:.4g}' for v in eigenvalues[k])}): --information "
+                                               "nearest-pd has no scale to clip to; fix the edge in the file")
+    clipped = np.maximum(eigenvalues, (NEAREST_PD_FLOOR * largest)[:, None])
+    repaired = np.einsum("kab,kb,kcb->kac", vectors, clipped, vectors)
+    repaired = 0.5 * (repaired + repaired.transpose(0, 2, 1))
+    for k, matrix in enumerate(repaired):
+        if not _is_pd(matrix):  # pragma: no cover - a floor of 1e-6 keeps the condition number at 1e6
+            raise FormatError(path, int(lines[k]), "information matrix: still not positive definite after "
+                                                   "clipping its eigenvalues")
+    return repaired
+
+
+def _isotropic(path: str, group, information: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """SE-Sync's isotropic information ``diag(τ I_t, ω I_R)`` of each matrix (see the module's text)."""
+    t = 2 if group is SE2 else 3
+    d = information.shape[-1]
+    weights = []
+    for block, name in ((information[:, :t, :t], "translation (tau)"), (information[:, t:, t:], "rotation (kappa)")):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             try:
-                np.linalg.cholesky(matrix)
-            except np.linalg.LinAlgError:
-                try:
-                    shown = f" (eigenvalues {', '.join(f'{v:.4g}' for v in np.linalg.eigvalsh(matrix))})"
-                except np.linalg.LinAlgError:  # LAPACK did not converge: say no more than we know
-                    shown = ""
-                raise FormatError(path, edges.lines[k], f"information matrix is not positive definite{shown}") from None
-    return torch.from_numpy(information)
+                trace = np.trace(np.linalg.inv(block), axis1=-2, axis2=-1)
+            except np.linalg.LinAlgError:  # a singular block somewhere: one by one
+                trace = np.array([np.trace(np.linalg.inv(b)) if np.linalg.matrix_rank(b) == b.shape[-1] else np.inf
+                                  for b in block])
+            weight = block.shape[-1] / trace
+        bad = ~(np.isfinite(weight) & (weight > 0))
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise FormatError(path, int(lines[k]), f"information matrix: the isotropic {name} weight "
+                                                   f"{block.shape[-1]} / trace(inverse block) = {weight[k]:.4g} is not "
+                                                   "positive; read it with --information nearest-pd")
+        weights.append(weight)
+    diagonal = np.concatenate([np.repeat(weights[0][:, None], t, axis=1),
+                               np.repeat(weights[1][:, None], d - t, axis=1)], axis=1)
+    isotropic = np.zeros_like(information)
+    isotropic[:, np.arange(d), np.arange(d)] = diagonal
+    # matrices that are isotropic already keep their bits (τ = t / (t / τ) may differ in the last one)
+    same = (np.abs(isotropic - information) <= 1e-12 * np.abs(information).max(axis=(-1, -2), keepdims=True)).all(
+        axis=(-1, -2))
+    isotropic[same] = information[same]
+    return isotropic
 
 
 # ------------------------------------------------------------------------------ fields

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -27,6 +28,9 @@ from ..problem import Problem
 from ..robust import RobustLoss
 from ..variables import Variable
 from ..weights import SqrtInformation
+
+if TYPE_CHECKING:
+    from ..io.g2o import InformationRepair
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +57,8 @@ class PoseGraph:
     """Where the graph was read from (for messages)."""
     has_vertices: bool = True
     """False when the file had no vertex lines and ``poses`` came from the odometry."""
+    information_repair: InformationRepair | None = None
+    """What ``read_g2o(..., information="nearest-pd" | "isotropic")`` did to the information (None: as read)."""
 
     @property
     def batch_size(self) -> int | None:

@@ -80,6 +80,8 @@ class PgoResult:
             "solve_seconds": self.solve_seconds,
             **({"batch_size": self.graph.batch_size, "per_graph": self.per_graph} if self.per_graph else {}),
             **({"config": self.config} if self.config is not None else {}),
+            **({"information_repair": self.graph.information_repair.summary()}
+               if getattr(self.graph, "information_repair", None) is not None else {}),
         }
         return json_safe(out)
 
@@ -142,6 +144,7 @@ def optimize(
     progress: bool = False,
     optimizer: Literal["lm", "dogleg", "gn"] = "lm",
     verbose: bool = False,
+    diagnose: bool = True,
 ) -> PgoResult:
     """Initialize (timed as ``init_seconds``) and solve (``solve_seconds``) a pose graph by LM (or by
     Powell's dogleg, ``optimizer="dogleg"``, or Gauss-Newton, ``"gn"``; the first pose fixes the gauge).
@@ -153,6 +156,9 @@ def optimize(
     ``verbose=True`` prints the solver's log lines (one per iteration, then the outcome) to stderr for
     this call, without configuring ``logging`` (``slam._verbose``; where the application already logs
     ``slam`` at INFO, they go there instead, once).
+
+    ``diagnose=True`` runs the problem doctor (``slam.doctor.check``) on the built problem first: its
+    errors raise ``slam.doctor.ProblemError`` (a ``ValueError``), its warnings are logged.
     """
     if graph.batch_size is not None and init != "file":
         raise ValueError(f"init={init!r} is not available for a batch of graphs; initialize each graph and stack them")
@@ -164,6 +170,10 @@ def optimize(
     start = time.perf_counter()
     problem, poses = graph.problem(loss=loss)
     build_seconds = time.perf_counter() - start
+    if diagnose:  # slam.doctor: errors raise ProblemError, warnings are logged (one line each)
+        from ..doctor import check
+
+        check(problem)
     prepare(problem)  # loading compiled kernels is start-up, like an import: not solve time
     start = time.perf_counter()
     common = dict(max_iterations=max_iterations, function_tolerance=function_tolerance, progress=progress)
