@@ -57,6 +57,9 @@ class Finding:
     severity: Severity
     code: str
     message: str
+    error: Exception | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The solver's own exception behind the finding, where one was raised (a ``NonFiniteError`` of the
+    linearization, naming the cost, instance, variables and problem): ``check`` raises it as it is."""
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.message}"
@@ -79,7 +82,10 @@ def check(problem: Problem, *, ignore: tuple[str, ...] = (), logger: logging.Log
     for finding in findings:
         if finding.severity == "warning":
             (logger or log).warning("warning: %s", finding.message)
-    if any(f.severity == "error" for f in findings):
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        if errors[0].error is not None:  # what the solve itself would raise, with its fields
+            raise errors[0].error
         raise ProblemError(findings)
     return findings
 
@@ -94,7 +100,7 @@ def diagnose(problem: Problem) -> list[Finding]:
         try:
             h = problem.linearize(problem.initial_values())[0][0].detach()
         except NonFiniteError as error:
-            findings.append(Finding("error", "non-finite", f"{error}; fix the initial values or the cost's data"))
+            findings.append(Finding("error", "non-finite", f"{error}; fix the initial values or the cost's data", error))
     findings += graph.parts(h)
     if h is not None:
         findings += _rank_deficient_blocks(problem, graph, h)

@@ -11,7 +11,15 @@ from liegeo.testing import sample, sample_tangent
 
 from conftest import GROUPS
 
-mpmath.mp.dps = 100
+
+
+@pytest.fixture(autouse=True)
+def _hundred_digits():
+    """The references at 100 digits, set per test: a module-level ``mp.dps =`` is overwritten by any
+    other test module that sets its own at import."""
+    with mpmath.workdps(100):
+        yield
+
 
 REFERENCES = {  # exact expressions in θ, evaluated with 100 digits
     "sinc": lambda th: mpmath.sin(th) / th,

@@ -15,8 +15,15 @@ from slam.costs import Between
 from slam.robust import (DCS, Arctan, Barron, Cauchy, Fair, GemanMcClure, Huber, L2WithDeadZone, PseudoHuber,
                          Tolerant, TruncatedLeastSquares, Tukey, Welsch, _LOSSES, parse_robust, robust_spec)
 
-mpmath.mp.dps = 40
 K = 1.3
+
+
+@pytest.fixture(autouse=True)
+def _forty_digits():
+    """mpmath at 40 digits for these tests only (a module-level ``mp.dps =`` would change every later
+    module's precision: tests/test_liegeo_numerics.py needs 100)."""
+    with mpmath.workdps(40):
+        yield
 
 
 def _mp(fn):
