@@ -20,8 +20,8 @@ from .costs import Cost, Prior, residual
 from .doctor import Finding, ProblemError, diagnose
 from .layer import SolverLayer
 from .least_squares import LeastSquaresResult, least_squares
-from .optim import (Dogleg, GaussNewton, Implicit, IterationRecord, LevenbergMarquardt, SingularSystemError,
-                    SolveResult, Termination, Truncated, Unroll, solve)
+from .optim import (GNC, Dogleg, GaussNewton, GncResult, Implicit, IterationRecord, LevenbergMarquardt, SingularSystemError,
+                    SolveResult, Termination, Truncated, Unroll, gnc_solve, solve)
 from .problem import NonFiniteError, Problem
 from .robust import (DCS, Arctan, Barron, Cauchy, Fair, GemanMcClure, Huber, L2WithDeadZone, PseudoHuber, RobustLoss,
                      Tolerant, TruncatedLeastSquares, Tukey, Welsch, parse_robust)
@@ -34,7 +34,7 @@ __all__ = [
     "RobustLoss", "Huber", "Cauchy", "GemanMcClure", "Tukey", "Fair", "Welsch", "DCS", "L2WithDeadZone",
     "TruncatedLeastSquares", "PseudoHuber", "Arctan", "Tolerant", "Barron", "parse_robust",
     "GaussNewton", "LevenbergMarquardt", "Dogleg", "Unroll", "Truncated", "Implicit",
-    "solve", "SolveResult", "IterationRecord", "Termination", "SingularSystemError", "SolverLayer",
+    "solve", "GNC", "gnc_solve", "GncResult", "SolveResult", "IterationRecord", "Termination", "SingularSystemError", "SolverLayer",
     "least_squares", "LeastSquaresResult",
     "diagnose", "Finding", "ProblemError",
 ]

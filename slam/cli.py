@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     pgo.add_argument("--robust", metavar="KERNEL:SCALE", type=_robust,
                      help=f"robust kernel on each edge's whitened error norm, one of {kernels}, with its scale, "
                           "e.g. huber:1.0 or cauchy:0.5; tolerant:A,B and barron:SCALE,ALPHA take two numbers (default: none, plain least squares)")
+    pgo.add_argument("--gnc", choices=["tls", "gm"],
+                     help="graduated non-convexity (GTSAM's GncOptimizer schedule) with truncated least squares or "
+                          "Geman-McClure, odometry edges as known inliers; the JSON gets each edge's weight and the "
+                          "inlier set under \"gnc\" (default: none; not with --robust)")
     pgo.add_argument("--information", choices=["strict", "nearest-pd", "isotropic"], default="strict",
                      help="information matrices that are not positive definite: strict (an error naming the file, "
                           "line and eigenvalues), nearest-pd (clip those matrices' eigenvalues to 1e-6 x their "
@@ -407,7 +411,7 @@ def _pgo(args: argparse.Namespace) -> int:
                 "%s: %s", Path(args.file).name, graph.information_repair.describe())
         result = optimize(graph, init=args.init, max_iterations=args.max_iterations, loss=args.robust,
                           dtype=getattr(torch, args.dtype), device=device, progress=args.progress,
-                          optimizer=args.optimizer)
+                          optimizer=args.optimizer, gnc=args.gnc)
         optimized = result.graph.to(dtype=torch.float64, device="cpu")
         initial = result.graph.with_poses(result.initial_poses).to(dtype=torch.float64, device="cpu")
 

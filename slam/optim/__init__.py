@@ -3,10 +3,11 @@
 from .callbacks import History, LogIterations, ProgressBar
 from .config import Dogleg, GaussNewton, Implicit, LevenbergMarquardt, Truncated, Unroll
 from .gauss_newton import SingularSystemError
+from .gnc import GNC, GncResult, gnc_solve
 from .result import IterationRecord, SolveResult
 from .solve import prepare, solve
 from .termination import Termination
 
 __all__ = ["GaussNewton", "LevenbergMarquardt", "Dogleg", "Unroll", "Truncated", "Implicit", "IterationRecord",
            "SolveResult", "SingularSystemError", "Termination", "History", "LogIterations", "ProgressBar", "solve",
-           "prepare"]
+           "prepare", "GNC", "GncResult", "gnc_solve"]

@@ -64,6 +64,10 @@ class PgoResult:
     config: dict[str, object] | None = None
     """The run's settings, enough to repeat it: ``init``, ``optimizer``, ``robust`` (as ``--robust``
     takes it), ``dtype``, ``device`` and ``solver`` (every field of the optimizer config)."""
+    gnc: dict[str, object] | None = None
+    """With ``gnc=``: ``loss``, ``inliers`` (edge indices whose final weight > 0.5), ``weights`` (per edge),
+    ``iterations`` (GNC rounds), ``termination``, ``mu``, ``known_inliers`` ("odometry") and
+    ``weighted_chi2`` (``Σ w eᵀΩe``, what GNC lowered); per graph (lists of those) for a batch."""
 
     def summary(self) -> dict[str, object]:
         """The record as plain JSON values: no NaN or Infinity (``json.dumps(..., allow_nan=False)``
@@ -80,6 +84,7 @@ class PgoResult:
             "solve_seconds": self.solve_seconds,
             **({"batch_size": self.graph.batch_size, "per_graph": self.per_graph} if self.per_graph else {}),
             **({"config": self.config} if self.config is not None else {}),
+            **({"gnc": self.gnc} if self.gnc is not None else {}),
             **({"information_repair": self.graph.information_repair.summary()}
                if getattr(self.graph, "information_repair", None) is not None else {}),
         }
@@ -145,6 +150,7 @@ def optimize(
     optimizer: Literal["lm", "dogleg", "gn"] = "lm",
     verbose: bool = False,
     diagnose: bool = True,
+    gnc: Literal["tls", "gm"] | None = None,
 ) -> PgoResult:
     """Initialize (timed as ``init_seconds``) and solve (``solve_seconds``) a pose graph by LM (or by
     Powell's dogleg, ``optimizer="dogleg"``, or Gauss-Newton, ``"gn"``; the first pose fixes the gauge).
@@ -159,7 +165,14 @@ def optimize(
 
     ``diagnose=True`` runs the problem doctor (``slam.doctor.check``) on the built problem first: its
     errors raise ``slam.doctor.ProblemError`` (a ``ValueError``), its warnings are logged.
+
+    ``gnc="tls" | "gm"`` solves by graduated non-convexity (``slam.optim.gnc``, GTSAM's ``GncOptimizer``
+    schedule) around the chosen optimizer, with the odometry edges (``PoseGraph.odometry``) as known
+    inliers; ``PgoResult.gnc`` holds each edge's final weight and the inlier set, ``iterations`` the inner
+    iterations of all solves, ``history`` their records one solve after another.
     """
+    if gnc is not None and loss is not None:
+        raise ValueError("gnc and a robust loss exclude each other (GNC replaces the robust kernel)")
     if graph.batch_size is not None and init != "file":
         raise ValueError(f"init={init!r} is not available for a batch of graphs; initialize each graph and stack them")
     graph = graph.to(dtype=dtype, device=device)
@@ -185,10 +198,17 @@ def optimize(
         config = GaussNewton(**common)
     else:
         raise ValueError(f"optimizer must be lm, dogleg or gn, got {optimizer!r}")
+    gnc_result = None
     with reporting(chi2_quantity(loss is not None)):  # iteration lines in chi2, as this result reports
-        result = solve(problem, config)
+        if gnc is None:
+            result = solve(problem, config)
+        else:
+            from ..optim.gnc import GNC, gnc_solve
+
+            gnc_result = gnc_solve(problem, GNC(inner=config, loss=gnc), known_inliers={problem.costs[0]: graph.odometry})
+            result = gnc_result.last_solve
     solve_seconds = build_seconds + time.perf_counter() - start
-    optimized = graph.with_poses(result[poses])
+    optimized = graph.with_poses(result[poses] if gnc_result is None else gnc_result[poses])
     final_chi2 = optimized.chi2()
     for when, which, chi2 in (("initial", graph, initial_chi2), ("final", optimized, final_chi2)):
         if not math.isfinite(chi2):  # a robust loss may have ignored the edge; chi2 does not
@@ -203,9 +223,22 @@ def optimize(
     settings = {"init": init, "optimizer": optimizer, "robust": robust_spec(loss),
                 "dtype": str(dtype).removeprefix("torch."), "device": str(torch.device(device)),
                 "solver": settings_record(config)}
+    iterations, converged, history, gnc_record = int(result.iterations.max()), bool(result.converged.all()), result.history, None
+    if gnc_result is not None:
+        settings["gnc"] = gnc
+        iterations, converged, history = int(gnc_result.inner_iterations.max()), bool(gnc_result.converged.all()), gnc_result.history
+        weights = gnc_result.weights[0].reshape(-1, graph.num_edges)
+        records = [{"loss": gnc, "inliers": torch.nonzero(w > 0.5).reshape(-1).tolist(), "weights": w.tolist(),
+                    "iterations": int(gnc_result.iterations[b]), "termination": gnc_result.termination[b],
+                    "mu": float(gnc_result.mu[b]), "known_inliers": "odometry",
+                    "weighted_chi2": 2.0 * float(gnc_result.cost[b])} for b, w in enumerate(weights)]
+        gnc_record = records[0] if graph.batch_size is None else {"loss": gnc, "per_graph": records}
+        if per_graph is not None:
+            per_graph["iterations"] = gnc_result.inner_iterations.tolist()
+            per_graph["converged"] = gnc_result.converged.tolist()
     return PgoResult(
-        graph=optimized, initial_chi2=initial_chi2, final_chi2=final_chi2, iterations=int(result.iterations.max()),
-        converged=bool(result.converged.all()), termination=result.termination[0], init_seconds=init_seconds,
-        solve_seconds=solve_seconds, history=result.history, per_graph=per_graph, initial_poses=graph.poses,
-        config=settings, **robust,
+        graph=optimized, initial_chi2=initial_chi2, final_chi2=final_chi2, iterations=iterations,
+        converged=converged, termination=result.termination[0], init_seconds=init_seconds,
+        solve_seconds=solve_seconds, history=history, per_graph=per_graph, initial_poses=graph.poses,
+        config=settings, gnc=gnc_record, **robust,
     )
