@@ -87,6 +87,7 @@ def _default_depth(box: np.ndarray, centres: np.ndarray) -> float:
     return depth if depth > 0 else 1.0
 
 
+@style.quiet_overflow
 def plot_bundle_adjustment(
     path: str | os.PathLike,
     before: BALProblem,

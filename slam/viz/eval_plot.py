@@ -40,6 +40,7 @@ STATISTIC_COLORS = {name: style.PALETTE[name] for name in ("rmse", "median", "me
 _AXES = "xyz"
 
 
+@style.quiet_overflow
 def plot_evaluation(path: str | os.PathLike, result: Mapping[str, Any], matched: Mapping[str, Any]) -> Path:
     """Save the two-panel figure of an ``evaluate`` result.
 

@@ -138,7 +138,9 @@ def equal_axes_3d(ax: Any, xyz: np.ndarray, *, pad: float = 0.03, zoom: float = 
     ax.set_xlim(mid[0] - span[0] / 2, mid[0] + span[0] / 2)
     ax.set_ylim(mid[1] - span[1] / 2, mid[1] + span[1] / 2)
     ax.set_zlim(mid[2] - span[2] / 2, mid[2] + span[2] / 2)
-    ax.set_box_aspect(tuple(span), zoom=zoom)  # zoom < 1: room for the tick and axis labels
+    # The ratios, not the ranges: matplotlib takes the norm of what it is given, which overflows for
+    # ranges ~1e200 (a hostile file's coordinates).  zoom < 1: room for the tick and axis labels.
+    ax.set_box_aspect(tuple(span / span.max()), zoom=zoom)
     return span
 
 
@@ -152,6 +154,7 @@ def _metre_labels(ax: Any, three_d: bool) -> None:
         ax.grid(True, linewidth=0.3)
 
 
+@style.quiet_overflow
 def plot_trajectories(
     path_png: str | os.PathLike,
     trajectories: Mapping[str, SE2 | SE3],
@@ -229,6 +232,7 @@ def plot_trajectories(
     return save_figure(fig, ax, path_png, title, legend_below=True)
 
 
+@style.quiet_overflow
 def plot_graph(
     path: str | os.PathLike,
     poses: SE2 | SE3,
@@ -317,6 +321,7 @@ def save_figure(fig, ax, path_png: str | os.PathLike, title: str | None, *,  # t
     return path
 
 
+@style.quiet_overflow
 def plot_errors(path_png: str | os.PathLike, errors: Tensor, title: str | None = None, *,
                 ylabel: str = "error (m)") -> Path:
     """Plot per-pose errors (e.g. ATE translation errors) against the pose index; save the figure.
@@ -349,6 +354,7 @@ def plot_errors(path_png: str | os.PathLike, errors: Tensor, title: str | None =
     return save_figure(fig, ax, path_png, title)
 
 
+@style.quiet_overflow
 def plot_learning_curves(path_png: str | os.PathLike, curves: Mapping[str, list[float]], *, ylabel: str,
                          baselines: Mapping[str, float] | None = None, log_scale: bool = False,
                          title: str | None = None) -> Path:

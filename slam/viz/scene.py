@@ -43,6 +43,7 @@ def _inliers(points: np.ndarray, clip: float) -> np.ndarray:
     return distance <= clip * max(float(np.median(distance)), 1e-12)
 
 
+@style.quiet_overflow
 def plot_scene(path_png: str | os.PathLike, points: Tensor, poses: SE3, *, title: str | None = None,
                clip: float = 5.0, role: str = "optimized") -> Path:
     """3D scatter of ``points (P, 3)`` (in the colour of ``role``) and the camera centres of

@@ -28,7 +28,15 @@ palette.  Colours are ``#rrggbb`` strings; :func:`rgb` gives the ``(r, g, b)`` f
 
 from __future__ import annotations
 
-__all__ = ["PALETTE", "LINESTYLES", "SERIES", "ROLE_WORDS", "color", "rgb", "series_color", "role_of"]
+import functools
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+__all__ = ["PALETTE", "LINESTYLES", "SERIES", "ROLE_WORDS", "color", "rgb", "series_color", "role_of",
+           "quiet_overflow"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 PALETTE: dict[str, str] = {
     "reference": "#262626",
@@ -84,3 +92,16 @@ def role_of(label: str) -> str | None:
     ``"chordal start"`` -> ``"start"``), else None; see :data:`ROLE_WORDS`."""
     words = label.lower().replace("(", " ").replace(":", " ").split()
     return ROLE_WORDS.get(words[0]) if words else None
+
+
+def quiet_overflow(draw: F) -> F:
+    """Draw with numpy's overflow and invalid-value warnings off: a hostile file's coordinates (~1e200)
+    make geometry overflow to inf, which the figure drops; the warning would be a stray stderr line
+    beside the command's one-line error or result."""
+
+    @functools.wraps(draw)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return draw(*args, **kwargs)
+
+    return quiet  # type: ignore[return-value]
