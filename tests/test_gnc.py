@@ -202,3 +202,22 @@ def test_pgo_optimize_and_cli_write_the_inlier_set(tmp_path):
     assert record["gnc"]["loss"] == "gm"
     assert record["gnc"]["inliers"] == torch.nonzero(_true_edges(graph)).reshape(-1).tolist()
     assert len(record["gnc"]["weights"]) == graph.num_edges and record["gnc"]["iterations"] > 0
+
+
+def test_every_round_solves_one_weighted_problem(monkeypatch):
+    """The weighted problem is built once (its plan, structure and linear-solver state shared by every
+    round); only its weights and starting values change between rounds."""
+    import importlib
+
+    solve_module = importlib.import_module("slam.optim.solve")
+    seen, original = [], solve_module.solve
+
+    def recording(problem, *args, **kwargs):
+        seen.append((problem, problem.structure))
+        return original(problem, *args, **kwargs)
+
+    monkeypatch.setattr(solve_module, "solve", recording)
+    graph, _ = _outlier_graph()
+    result, _ = _gnc(graph, "tls")
+    assert len(seen) == int(result.iterations[0]) + 1 > 2
+    assert len({id(p) for p, _ in seen}) == 1 and len({id(s) for _, s in seen}) == 1

@@ -186,21 +186,43 @@ def _scaled(weight: Weight | None, s: Tensor) -> Weight:
     return _ScaledWeight(weight, s)
 
 
+class _WeightedProblem:
+    """The problem with each instance's information scaled by its weight (GTSAM's ``makeWeightedGraph``),
+    built once: its own variables (fresh ones, same order, same fixed elements) and copies of the costs,
+    whose weights ``set`` replaces between rounds (same form, so the plan's linearization paths hold)
+    and whose variables' values ``start`` sets.  One ``Problem`` for every round keeps its plan, its
+    structure and its linear solver's state (ordering, symbolic analysis); the numeric factorizations
+    are keyed on the very ``H`` tensor and its version (``BatchedSparseCholesky._numeric_of``), and
+    every linearization makes a new ``H``, so none is reused across rounds."""
+
+    def __init__(self, problem: Problem, values: list[LieGroup]):
+        self.base = problem
+        fresh: dict[int, Variable] = {}
+        self.variables = []
+        for variable, value in zip(problem.variables, values):
+            v = Variable(value, name=variable.name)
+            v.fixed = variable.fixed.clone()
+            fresh[id(variable)] = v
+            self.variables.append(v)
+        self.costs = []
+        for cost in problem.costs:
+            c = copy.copy(cost)
+            c.variables = tuple(VariableRef(fresh[id(ref.variable)], ref.index) for ref in cost.variables)
+            self.costs.append(c)
+        self.problem = Problem(self.costs)
+
+    def set(self, weights: list[Tensor], values: list[LieGroup]) -> Problem:
+        for c, cost, w in zip(self.costs, self.base.costs, weights):
+            c.weight = _scaled(cost.weight, w.sqrt())
+        for v, value in zip(self.variables, values):
+            v.value = value
+        return self.problem
+
+
 def _weighted_problem(problem: Problem, weights: list[Tensor], values: list[LieGroup]) -> Problem:
     """The problem with each instance's information scaled by its weight, its variables (fresh ones,
     same order, same fixed elements) starting at ``values`` ``(B, N)``."""
-    fresh: dict[int, Variable] = {}
-    for variable, value in zip(problem.variables, values):
-        v = Variable(value, name=variable.name)
-        v.fixed = variable.fixed.clone()
-        fresh[id(variable)] = v
-    costs = []
-    for cost, w in zip(problem.costs, weights):
-        c = copy.copy(cost)
-        c.variables = tuple(VariableRef(fresh[id(ref.variable)], ref.index) for ref in cost.variables)
-        c.weight = _scaled(cost.weight, w.sqrt())
-        costs.append(c)
-    return Problem(costs)
+    return _WeightedProblem(problem, values).set(weights, values)
 
 
 def _known_masks(problem: Problem, known_inliers: KnownInliers | None) -> list[Tensor]:
@@ -258,8 +280,10 @@ def gnc_solve(problem: Problem, config: GNC | None = None, *,
         history: list = []
         inner_iterations = torch.zeros(B, dtype=torch.long)
 
+        weighted = _WeightedProblem(problem, initial)
+
         def weighted_solve(x_start: list[LieGroup]) -> SolveResult:
-            result = solve(_weighted_problem(problem, weights, x_start), config.inner)
+            result = solve(weighted.set(weights, x_start), config.inner)
             history.extend(result.history)
             return result
 
