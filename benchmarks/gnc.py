@@ -41,14 +41,7 @@ def ours(t, graph, loss: str, warm_start: bool):
 
 def theirs(t, gtsam, graph, loss: str):
     factors, values = t._gtsam_graph(gtsam, graph)
-    params = gtsam.GncLMParams()
-    params.setLossType(gtsam.GncLossType.TLS if loss == "tls" else gtsam.GncLossType.GM)
-    inner = gtsam.LevenbergMarquardtParams()
-    inner.setRelativeErrorTol(1e-10)
-    inner.setAbsoluteErrorTol(1e-12)
-    inner.setMaxIterations(100)
-    params.baseOptimizerParams = inner
-    params.setKnownInliers([e for e in range(graph.num_edges) if bool(graph.odometry[e])] + [graph.num_edges])
+    params = t._gtsam_gnc_params(gtsam, graph, loss)
     start = time.perf_counter()
     optimizer = gtsam.GncLMOptimizer(factors, values, params)
     solution = optimizer.optimize()
