@@ -31,6 +31,24 @@ class Weight(abc.ABC):
     def whiten_jacobian(self, j: Tensor) -> Tensor:
         """``L J`` for Jacobians ``(..., m, d)``."""
 
+    def scaled(self, s: Tensor) -> Weight:
+        """This weight with each instance's ``L`` times ``s: (..., E)`` (its information times ``s²``), in
+        its own form where it has one (so that fused kernels keyed on the form still run)."""
+        return _ScaledWeight(self, s)
+
+
+class _ScaledWeight(Weight):
+    """``s · L`` of any weight, ``s: (..., E)`` (``Weight.scaled`` of a form without its own)."""
+
+    def __init__(self, base: Weight, s: Tensor):
+        self.base, self.s = base, s
+
+    def whiten(self, r: Tensor) -> Tensor:
+        return self.base.whiten(r) * self.s.unsqueeze(-1)
+
+    def whiten_jacobian(self, j: Tensor) -> Tensor:
+        return self.base.whiten_jacobian(j) * self.s[..., None, None]
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ScalarWeight(Weight):
@@ -43,6 +61,9 @@ class ScalarWeight(Weight):
 
     def whiten_jacobian(self, j: Tensor) -> Tensor:
         return j * _as_tensor(self.sqrt_weight, j)[..., None, None]
+
+    def scaled(self, s: Tensor) -> ScalarWeight:
+        return ScalarWeight(self.sqrt_weight * s)
 
     @classmethod
     def from_sigma(cls, sigma: Tensor | float) -> ScalarWeight:
@@ -62,6 +83,9 @@ class DiagonalWeight(Weight):
     def whiten_jacobian(self, j: Tensor) -> Tensor:
         return j * self.sqrt_weights.unsqueeze(-1)
 
+    def scaled(self, s: Tensor) -> DiagonalWeight:
+        return DiagonalWeight(self.sqrt_weights * s.unsqueeze(-1))
+
     @classmethod
     def from_sigmas(cls, sigmas: Tensor) -> DiagonalWeight:
         return cls(1.0 / sigmas)
@@ -78,6 +102,9 @@ class SqrtInformation(Weight):
 
     def whiten_jacobian(self, j: Tensor) -> Tensor:
         return self.matrix @ j
+
+    def scaled(self, s: Tensor) -> SqrtInformation:
+        return SqrtInformation(self.matrix * s[..., None, None])
 
     @classmethod
     def from_information(cls, information: Tensor, *, what: str = "information matrix") -> SqrtInformation:

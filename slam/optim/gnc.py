@@ -39,7 +39,7 @@ from torch import Tensor
 from .._docs import document_fields
 from ..problem import Problem
 from ..variables import Variable, VariableRef
-from ..weights import DiagonalWeight, ScalarWeight, SqrtInformation, Weight
+from ..weights import ScalarWeight, Weight
 from .config import Dogleg, GaussNewton, LevenbergMarquardt
 
 if TYPE_CHECKING:
@@ -159,31 +159,9 @@ def gnc_weights(loss: str, u: Tensor, threshold: Tensor, mu: Tensor) -> Tensor:
     raise ValueError(f"GNC loss must be tls or gm, got {loss!r}")
 
 
-class _ScaledWeight(Weight):
-    """``√w · W``: any weight times a per-instance factor ``(B, E)`` (the fallback of ``_scaled``)."""
-
-    def __init__(self, base: Weight, scale: Tensor):
-        self.base, self.scale = base, scale
-
-    def whiten(self, r: Tensor) -> Tensor:
-        return self.base.whiten(r) * self.scale.unsqueeze(-1)
-
-    def whiten_jacobian(self, j: Tensor) -> Tensor:
-        return self.base.whiten_jacobian(j) * self.scale[..., None, None]
-
-
 def _scaled(weight: Weight | None, s: Tensor) -> Weight:
-    """``weight`` with each instance's whitening scaled by ``s: (B, E)`` (its information by ``s²``), in
-    the weight's own form where it has one (so that fused kernels keyed on it still run)."""
-    if weight is None:
-        return ScalarWeight(s)
-    if isinstance(weight, SqrtInformation):
-        return SqrtInformation(weight.matrix * s[..., None, None])
-    if isinstance(weight, DiagonalWeight):
-        return DiagonalWeight(weight.sqrt_weights * s.unsqueeze(-1))
-    if isinstance(weight, ScalarWeight):
-        return ScalarWeight(weight.sqrt_weight * s)
-    return _ScaledWeight(weight, s)
+    """``weight`` with each instance's whitening scaled by ``s: (B, E)`` (``Weight.scaled``)."""
+    return ScalarWeight(s) if weight is None else weight.scaled(s)
 
 
 class _WeightedProblem:
@@ -217,12 +195,6 @@ class _WeightedProblem:
         for v, value in zip(self.variables, values):
             v.value = value
         return self.problem
-
-
-def _weighted_problem(problem: Problem, weights: list[Tensor], values: list[LieGroup]) -> Problem:
-    """The problem with each instance's information scaled by its weight, its variables (fresh ones,
-    same order, same fixed elements) starting at ``values`` ``(B, N)``."""
-    return _WeightedProblem(problem, values).set(weights, values)
 
 
 def _known_masks(problem: Problem, known_inliers: KnownInliers | None) -> list[Tensor]:

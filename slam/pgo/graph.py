@@ -141,7 +141,7 @@ class PoseGraph:
         variable = Variable(self.poses if poses is None else poses, fixed=self.fixed, name="pose")
         weight = SqrtInformation.from_information(self.information, what=f"{self.source or 'pose graph'}: information")
         if edge_weights is not None:
-            weight = SqrtInformation(weight.matrix * edge_weights.sqrt()[..., None, None])
+            weight = weight.scaled(edge_weights.sqrt())
         cost = Between(variable[self.i], variable[self.j], measurement=self.measurements, weight=weight, loss=loss,
                        name="between")
         return Problem([cost]), variable
