@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import data_file
+from gtsam_pose_graphs import gtsam_problem, gtsam_values
 from liegeo import SE2, SE3
 from slam.pgo import PoseGraph, optimize, synthetic_batch, synthetic_graph
 from slam.io import read_g2o
@@ -21,24 +22,6 @@ def _graph_path(name: str) -> Path:
     return data_file(f"{name}.g2o", "pose_graph")  # slam/data/ or data/, else ../shared/data
 
 
-def _gtsam_problem(gtsam, path: Path, is3d: bool):
-    factors, initial = gtsam.readG2o(str(path), is3d)
-    prior = gtsam.PriorFactorPose3 if is3d else gtsam.PriorFactorPose2
-    at = initial.atPose3 if is3d else initial.atPose2
-    factors.add(prior(0, at(0), gtsam.noiseModel.Constrained.All(6 if is3d else 3)))
-    return factors, initial
-
-
-def _gtsam_values(gtsam, graph: PoseGraph):
-    values = gtsam.Values()
-    for k, m in zip(graph.ids.tolist(), graph.poses.matrix().numpy()):
-        if graph.group is SE3:
-            values.insert(k, gtsam.Pose3(m))
-        else:
-            values.insert(k, gtsam.Pose2(m[0, 2], m[1, 2], float(torch.atan2(torch.tensor(m[1, 0]), torch.tensor(m[0, 0])))))
-    return values
-
-
 @pytest.mark.parametrize("name", ["smallGrid3D", "intel", "manhattan", "parking-garage", "sphere2500", "city10000"])
 def test_optimum_equals_gtsam(name):
     """The issue's acceptance data sets: our optimum's chi2, by our evaluation and by GTSAM's
@@ -49,13 +32,13 @@ def test_optimum_equals_gtsam(name):
     result = optimize(graph)
     assert result.converged, result.termination
     is3d = graph.group is SE3
-    factors, initial = _gtsam_problem(gtsam, path, is3d)
+    factors, initial = gtsam_problem(gtsam, path, is3d)
     params = gtsam.LevenbergMarquardtParams()
     params.setRelativeErrorTol(1e-6)
     optimizer = gtsam.LevenbergMarquardtOptimizer(factors, initial, params)
     gtsam_chi2 = 2.0 * factors.error(optimizer.optimize())
     assert result.final_chi2 == pytest.approx(gtsam_chi2, rel=1e-3)
-    assert 2.0 * factors.error(_gtsam_values(gtsam, result.graph)) == pytest.approx(gtsam_chi2, rel=1e-3)
+    assert 2.0 * factors.error(gtsam_values(gtsam, result.graph)) == pytest.approx(gtsam_chi2, rel=1e-3)
     # Our LM converges as GTSAM's does (measured: the same counts but manhattan, 7 against 5).
     assert result.iterations <= optimizer.iterations() + 3
 

@@ -143,9 +143,10 @@ class _BlockNumeric:
         return torch.from_numpy(out).to(device=rhs.device, dtype=rhs.dtype)
 
 
-def _block_ordering(cholmod: Any, bindptr: np.ndarray, bindices: np.ndarray) -> np.ndarray:
+def _block_ordering(cholmod: Any, bindptr: np.ndarray, bindices: np.ndarray,
+                    methods: tuple[str, ...] = ("amd", "metis", "nesdis")) -> np.ndarray:
     """A fill-reducing ordering of the block graph: where scikit-sparse is installed, the one of CHOLMOD's
-    AMD, METIS and nested dissection that needs the fewest flops (``cholesky_work``; on the block graph,
+    ``methods`` (default AMD, METIS and nested dissection) that needs the fewest flops (``cholesky_work``; on the block graph,
     once per shape: nested dissection needs 15 % fewer flops than AMD on city10000, for 60 ms of analysis;
     AMD stays best on smallGrid3D, intel, manhattan and parking-garage), else SuperLU's minimum degree on
     ``AᵀA + A``."""
@@ -153,7 +154,7 @@ def _block_ordering(cholmod: Any, bindptr: np.ndarray, bindices: np.ndarray) -> 
     graph = sp.csc_matrix((np.ones(bindices.size), bindices, bindptr), (nb, nb))
     if cholmod is not None:
         best, best_flops = None, np.inf
-        for method in ("amd", "metis", "nesdis"):
+        for method in methods:
             try:
                 perm = np.asarray(cholmod.analyze(graph, mode="simplicial", ordering_method=method).P(), dtype=np.int64)
             except Exception:  # noqa: BLE001 - a CHOLMOD built without METIS (CholmodError): AMD stands

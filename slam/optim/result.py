@@ -57,9 +57,29 @@ class SolveResult:
     """Why each problem stopped (a ``str`` enum: ``termination[0] == "function tolerance"``)."""
     history: list[IterationRecord]
     solve_seconds: float
+    problem: Any = dataclasses.field(default=None, repr=False, compare=False)
+    """The solved ``Problem`` (what ``covariance`` linearizes at the solution)."""
+    _marginals: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __getitem__(self, variable: Variable) -> LieGroup:
         return self.values[variable]
+
+    def covariance(self, variable: Variable, indices: Any = None, *, eliminate: Variable | None = None) -> Tensor:
+        """Marginal covariances of ``variable``'s elements at the solution, in its tangent order: ``(k, d, d)``
+        (``(d, d)`` for one int index, a leading ``(B,)`` for a batch).  ``slam.marginals.Marginals``
+        computes them (once per result and ``eliminate``: every later call reads the same inverse)."""
+        return self.marginals(eliminate=eliminate).covariance(variable, indices)
+
+    def marginals(self, *, eliminate: Variable | None = None) -> Any:
+        """The ``slam.marginals.Marginals`` of the solution (``eliminate``: see there), made once."""
+        if self.problem is None:
+            raise ValueError("this result does not know its problem: use slam.marginals.Marginals(problem, result)")
+        key = None if eliminate is None else id(eliminate)
+        if key not in self._marginals:
+            from ..marginals import Marginals
+
+            self._marginals[key] = Marginals(self.problem, self, eliminate=eliminate)
+        return self._marginals[key]
 
     def __repr__(self) -> str:
         """One line: termination, convergence, iterations, initial -> final cost, time (not the values)."""

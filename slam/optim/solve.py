@@ -225,6 +225,7 @@ def solve(
     return SolveResult(
         values=out, cost=final_cost, initial_cost=state.initial_cost, iterations=state.iterations,
         converged=state.converged, termination=state.termination, history=list(history), solve_seconds=seconds,
+        problem=problem,
     )
 
 
