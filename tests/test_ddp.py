@@ -49,8 +49,8 @@ def test_two_processes_train_the_same_network_as_one(tmp_path):
     for name, value in single.state_dict().items():
         assert torch.allclose(distributed["state"][name], value, rtol=1e-9, atol=1e-12), name
     # the parameters moved (the comparison is not between two untrained networks)
-    torch.manual_seed(0)
-    from slam.learning import EdgeWeightNet
+    from learned_edge_weights import new_network
 
-    initial = EdgeWeightNet(8).double().state_dict()
+    torch.manual_seed(0)
+    initial = new_network().state_dict()
     assert any(not torch.allclose(initial[k], v) for k, v in single.state_dict().items())
