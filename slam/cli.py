@@ -39,6 +39,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -101,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="graduated non-convexity (GTSAM's GncOptimizer schedule) with truncated least squares or "
                           "Geman-McClure, odometry edges as known inliers; the JSON gets each edge's weight and the "
                           "inlier set under \"gnc\" (default: none; not with --robust)")
+    pgo.add_argument("--covariance", action="store_true",
+                     help="also compute every pose's marginal covariance at the optimum (selected inversion) and write "
+                          "it to <name>_covariance.npz (arrays ids (N,), covariance (N, d, d) in the tangent order of "
+                          "x * Exp(d): translation first, body frame; zeros for fixed poses; fixed (N,), tangent); the 2D "
+                          "plot draws 3-sigma position ellipses (default: off)")
     pgo.add_argument("--information", choices=["strict", "nearest-pd", "isotropic"], default="strict",
                      help="information matrices that are not positive definite: strict (an error naming the file, "
                           "line and eigenvalues), nearest-pd (clip those matrices' eigenvalues to 1e-6 x their "
@@ -113,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "initial-tum": "the trajectory the solve started from (after --init) as TUM text "
                                          "(default: <output-dir>/<name>_initial.tum)",
                           "png": "plot of the initial vs optimized trajectory (default: <output-dir>/<name>.png)",
+                          "covariance-file": "with --covariance: where the covariances go, .npz "
+                                             "(default: <output-dir>/<name>_covariance.npz)",
                           "json": "the run's record: chi2, iterations, times, sizes, configuration, versions, input "
                                   "sha256 (default: <output-dir>/<name>.json)"})
 
@@ -400,8 +408,11 @@ def _pgo(args: argparse.Namespace) -> int:
     from .pgo import optimize
     device = _check_device(args.device)
     stem = Path(args.file).stem
-    with _outputs(args, stem, {"out": "_optimized.g2o", "tum": "_optimized.tum", "initial_tum": "_initial.tum",
-                               "png": ".png", "json": ".json"}, inputs=[args.file]) as staged:
+    if args.covariance_file is not None:
+        args.covariance = True
+    suffixes = {"out": "_optimized.g2o", "tum": "_optimized.tum", "initial_tum": "_initial.tum", "png": ".png",
+                "json": ".json"} | ({"covariance_file": "_covariance.npz"} if args.covariance else {})
+    with _outputs(args, stem, suffixes, inputs=[args.file]) as staged:
         start = time.perf_counter()
         graph = read_g2o(args.file, information=args.information)
         sha256 = _sha256(args.file)
@@ -411,7 +422,7 @@ def _pgo(args: argparse.Namespace) -> int:
                 "%s: %s", Path(args.file).name, graph.information_repair.describe())
         result = optimize(graph, init=args.init, max_iterations=args.max_iterations, loss=args.robust,
                           dtype=getattr(torch, args.dtype), device=device, progress=args.progress,
-                          optimizer=args.optimizer, gnc=args.gnc)
+                          optimizer=args.optimizer, gnc=args.gnc, covariance=args.covariance)
         optimized = result.graph.to(dtype=torch.float64, device="cpu")
         initial = result.graph.with_poses(result.initial_poses).to(dtype=torch.float64, device="cpu")
 
@@ -425,9 +436,13 @@ def _pgo(args: argparse.Namespace) -> int:
             series[f"{args.init} start"] = initial.poses
         series["optimized"] = optimized.poses
         start_name = "" if args.init == "file" else f" ({args.init} start)"
-        plot_trajectories(staged["png"], series, edges=(optimized.i, optimized.j),
+        plot_trajectories(staged["png"], series, edges=(optimized.i, optimized.j), covariances=result.covariance,
                           title=f"{Path(args.file).name}: chi2 {result.initial_chi2:.4g}{start_name} -> "
                                 f"{result.final_chi2:.4g}")
+        if result.covariance is not None:
+            _write_covariances(staged["covariance_file"], optimized, result.covariance)
+            log.info("covariances of %d poses in %.3f s (selected inversion)", optimized.num_poses,
+                     result.covariance_seconds)
         code = _exit_code(result.converged, result.termination)
         summary = result.summary()
         _write_json(staged["json"], summary | _run_record(args, sha256, code) | {"outputs": _names(staged)})
@@ -435,6 +450,19 @@ def _pgo(args: argparse.Namespace) -> int:
                     f"solve {result.solve_seconds:.3f} s, init {result.init_seconds:.3f} s")
     _warn_unconverged(args, result.converged, result.termination, result.iterations)
     return code
+
+
+def _write_covariances(path: Path, graph: Any, covariance: torch.Tensor) -> None:
+    """The per-pose covariances as ``.npz``: ``ids``, ``covariance (N, d, d)``, ``fixed (N,)`` and ``tangent``
+    (the names of the d components, in order)."""
+    import numpy as np
+
+    tangent = "vx vy vz wx wy wz" if covariance.shape[-1] == 6 else "vx vy w"
+    fixed = np.zeros(graph.num_poses, dtype=bool)
+    fixed[graph.fixed.numpy()] = True
+    with open(path, "wb") as stream:  # a file object: numpy adds no second .npz suffix
+        np.savez(stream, ids=graph.ids.numpy(), covariance=covariance.detach().to("cpu", torch.float64).numpy(),
+                 fixed=fixed, tangent=np.array(tangent + " (x * Exp(d): translation first, body frame)"))
 
 
 class _Outputs(StagedOutputs):

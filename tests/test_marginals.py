@@ -312,3 +312,45 @@ def test_gradients_of_a_covariance_loss_equal_central_differences():
         down[k] -= eps
         numeric = (loss(delta.detach(), up) - loss(delta.detach(), down)) / (2 * eps)
         assert float(weights.grad[k]) == pytest.approx(float(numeric), rel=1e-4, abs=1e-7)
+
+
+def test_slam_pgo_covariance_writes_the_marginals_and_draws_ellipses(tmp_path):
+    """``slam pgo --covariance``: the ``.npz`` holds every pose's marginal (equal to ``Marginals`` at the
+    written optimum), zeros for the fixed pose, its ids and tangent names; the JSON times it; the PNG is
+    written (with the ellipses: checked by eye, and below by the world-frame rotation they are drawn with)."""
+    import json
+
+    import slam.cli
+    from slam.io import write_g2o
+    from slam.pgo import optimize
+
+    graph, _ = synthetic_graph(SE2, num_poses=40, num_loop_closures=10)
+    path = write_g2o(tmp_path / "small.g2o", graph)
+    out = tmp_path / "out"
+    assert slam.cli.main(["pgo", str(path), "--covariance", "--output-dir", str(out), "-q"]) == 0
+    saved = np.load(out / "small_covariance.npz")
+    assert saved["covariance"].shape == (40, 3, 3) and saved["ids"].tolist() == graph.ids.tolist()
+    assert str(saved["tangent"]).startswith("vx vy w")
+    assert saved["fixed"].tolist() == poses_fixed(graph) and not saved["covariance"][saved["fixed"]].any()
+    expected = optimize(read_g2o(path), covariance=True)
+    np.testing.assert_allclose(saved["covariance"], expected.covariance.numpy(), rtol=1e-9, atol=1e-15)
+    assert json.loads((out / "small.json").read_text())["covariance_seconds"] > 0
+    assert (out / "small.png").stat().st_size > 0
+
+
+def poses_fixed(graph) -> list[bool]:
+    mask = np.zeros(graph.num_poses, dtype=bool)
+    mask[graph.fixed.numpy()] = True
+    return mask.tolist()
+
+
+def test_position_ellipses_are_drawn_in_the_world_frame():
+    """A body-frame translation covariance diag(4, 1) of a pose turned by 90° is diag(1, 4) in the world."""
+    from slam.viz.plot import position_covariances
+
+    pose = SE2.exp(torch.tensor([[0.0, 0.0, np.pi / 2]], dtype=torch.float64))
+    covariance = torch.diag(torch.tensor([4.0, 1.0, 0.3], dtype=torch.float64))[None]
+    np.testing.assert_allclose(position_covariances(pose, covariance)[0], np.diag([1.0, 4.0]), atol=1e-12)
+    turned = SE3.exp(torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, np.pi / 2]], dtype=torch.float64))
+    covariance = torch.diag(torch.tensor([4.0, 1.0, 9.0, 0.1, 0.1, 0.1], dtype=torch.float64))[None]
+    np.testing.assert_allclose(position_covariances(turned, covariance)[0], np.diag([1.0, 4.0]), atol=1e-12)

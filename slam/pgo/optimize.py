@@ -64,6 +64,11 @@ class PgoResult:
     config: dict[str, object] | None = None
     """The run's settings, enough to repeat it: ``init``, ``optimizer``, ``robust`` (as ``--robust``
     takes it), ``dtype``, ``device`` and ``solver`` (every field of the optimizer config)."""
+    covariance: torch.Tensor | None = None
+    """With ``covariance=True``: each pose's marginal covariance at the optimum ``(N, d, d)`` (``(B, N, d, d)``
+    for a batch), in the tangent order ``(v, ω)`` of ``x · Exp(δ)`` (body frame, translation first); zeros
+    for fixed poses (``slam.marginals``).  With ``gnc=``, of the final GNC-weighted problem."""
+    covariance_seconds: float | None = None
     gnc: dict[str, object] | None = None
     """With ``gnc=``: ``loss``, ``inliers`` (edge indices whose final weight > 0.5), ``weights`` (per edge),
     ``iterations`` (GNC rounds), ``termination``, ``mu``, ``known_inliers`` ("odometry") and
@@ -85,6 +90,7 @@ class PgoResult:
             **({"batch_size": self.graph.batch_size, "per_graph": self.per_graph} if self.per_graph else {}),
             **({"config": self.config} if self.config is not None else {}),
             **({"gnc": self.gnc} if self.gnc is not None else {}),
+            **({"covariance_seconds": self.covariance_seconds} if self.covariance_seconds is not None else {}),
             **({"information_repair": self.graph.information_repair.summary()}
                if getattr(self.graph, "information_repair", None) is not None else {}),
         }
@@ -151,6 +157,7 @@ def optimize(
     verbose: bool = False,
     diagnose: bool = True,
     gnc: Literal["tls", "gm"] | None = None,
+    covariance: bool = False,
 ) -> PgoResult:
     """Initialize (timed as ``init_seconds``) and solve (``solve_seconds``) a pose graph by LM (or by
     Powell's dogleg, ``optimizer="dogleg"``, or Gauss-Newton, ``"gn"``; the first pose fixes the gauge).
@@ -170,6 +177,9 @@ def optimize(
     schedule) around the chosen optimizer, with the odometry edges (``PoseGraph.odometry``) as known
     inliers; ``PgoResult.gnc`` holds each edge's final weight and the inlier set, ``iterations`` the inner
     iterations of all solves, ``history`` their records one solve after another.
+
+    ``covariance=True`` also computes every pose's marginal covariance at the optimum
+    (``PgoResult.covariance``, by selected inversion: ``slam.marginals``; timed as ``covariance_seconds``).
     """
     if gnc is not None and loss is not None:
         raise ValueError("gnc and a robust loss exclude each other (GNC replaces the robust kernel)")
@@ -213,6 +223,11 @@ def optimize(
     for when, which, chi2 in (("initial", graph, initial_chi2), ("final", optimized, final_chi2)):
         if not math.isfinite(chi2):  # a robust loss may have ignored the edge; chi2 does not
             raise _chi2_error(which, when)
+    covariances, covariance_seconds = None, None
+    if covariance:
+        start = time.perf_counter()
+        covariances = result.covariance(poses)
+        covariance_seconds = time.perf_counter() - start
     per_graph = None
     if graph.batch_size is not None:
         per_graph = {"initial_chi2": graph.chi2_per_graph().tolist(), "final_chi2": optimized.chi2_per_graph().tolist(),
@@ -240,5 +255,5 @@ def optimize(
         graph=optimized, initial_chi2=initial_chi2, final_chi2=final_chi2, iterations=iterations,
         converged=converged, termination=result.termination[0], init_seconds=init_seconds,
         solve_seconds=solve_seconds, history=history, per_graph=per_graph, initial_poses=graph.poses,
-        config=settings, gnc=gnc_record, **robust,
+        config=settings, gnc=gnc_record, covariance=covariances, covariance_seconds=covariance_seconds, **robust,
     )

@@ -163,6 +163,7 @@ def plot_trajectories(
     title: str | None = None,
     three_d: bool | None = None,
     roles: Mapping[str, str] | None = None,
+    covariances: Tensor | None = None,
 ) -> Path:
     """Plot trajectories as lines through their positions (metres) and save the figure.
 
@@ -185,6 +186,10 @@ def plot_trajectories(
             role its first word names (:func:`slam.viz.style.role_of`: ``initial``/``file``,
             ``start``/``odometry``/``chordal``, ``optimized``/``estimate``, ``reference``/``gt``),
             else a colour of :data:`slam.viz.style.SERIES`, which no role has.
+        covariances: optional marginal covariances ``(N, d, d)`` of the *last* trajectory's poses, in the
+            tangent order of ``x · Exp(δ)`` (translation first, body frame; ``PgoResult.covariance``):
+            a top view draws the 3σ ellipse of each position (``R Σ_tt Rᵀ``, x and y), for at most
+            40 poses spread along the trajectory (each centre marked).
 
     Returns:
         ``Path(path_png)``.
@@ -228,8 +233,41 @@ def plot_trajectories(
         for (label, xyz), (color, role) in zip(arrays.items(), colors):
             ax.plot(xyz[:, 0], xyz[:, 1], color=color, linestyle=style.LINESTYLES.get(role, "-"),
                     linewidth=1.5 if role == "optimized" else 1.1, label=label)
+        if covariances is not None:
+            _position_ellipses(ax, list(trajectories.values())[-1], covariances, colors[-1][0])
     _metre_labels(ax, three_d)
     return save_figure(fig, ax, path_png, title, legend_below=True)
+
+
+def position_covariances(poses: SE2 | SE3, covariances: Tensor) -> np.ndarray:
+    """World-frame covariances ``(N, 2, 2)`` of the poses' x, y positions from their tangent covariances
+    ``(N, d, d)`` (translation first, body frame: a perturbation ``δt`` moves the position by ``R δt``)."""
+    rotation = poses.matrix().detach().to("cpu", torch.float64).numpy()[:, :-1, :-1]
+    k = rotation.shape[-1]
+    tt = covariances.detach().to("cpu", torch.float64).numpy()[:, :k, :k]
+    return (rotation @ tt @ np.swapaxes(rotation, -1, -2))[:, :2, :2]
+
+
+def _position_ellipses(ax: Any, poses: SE2 | SE3, covariances: Tensor, color: str, *, sigmas: float = 3.0,
+                       most: int = 40) -> None:
+    """The ``sigmas``-σ ellipses of the positions of every k-th pose (k so that at most ``most`` are drawn)."""
+    from matplotlib.collections import EllipseCollection
+
+    xy = pose_arrays(poses)[0][:, :2]
+    step = max(1, -(-xy.shape[0] // most))
+    chosen = np.arange(0, xy.shape[0], step)
+    eigenvalues, eigenvectors = np.linalg.eigh(position_covariances(poses, covariances)[chosen])
+    drawn = eigenvalues[:, 1] > 0  # fixed poses have none
+    radii = sigmas * np.sqrt(np.clip(eigenvalues[drawn], 0.0, None))
+    angles = np.degrees(np.arctan2(eigenvectors[drawn, 1, 1], eigenvectors[drawn, 0, 1]))
+    every = "every pose" if step == 1 else f"every {step}th pose"
+    ax.add_collection(EllipseCollection(2 * radii[:, 1], 2 * radii[:, 0], angles, units="xy", offsets=xy[chosen][drawn],
+                                        offset_transform=ax.transData, facecolors="none", edgecolors=color,
+                                        linewidths=0.7, alpha=0.55, zorder=3))
+    # The legend has no handler for an EllipseCollection: an empty marker stands for it.
+    ax.plot([], [], linestyle="none", marker="o", markerfacecolor="none", markeredgecolor=color, alpha=0.55,
+            label=f"{sigmas:g}σ position ellipses ({every})")
+    ax.plot(xy[chosen][drawn, 0], xy[chosen][drawn, 1], linestyle="none", marker=".", markersize=2.5, color=color)
 
 
 @style.quiet_overflow
