@@ -262,3 +262,19 @@ def test_config_validation():
         slam.GaussNewton(linear_solver="qr")
     with pytest.raises(ValueError, match="damping"):
         slam.LevenbergMarquardt(damping="none")
+
+
+def test_solve_with_a_gnc_config_runs_graduated_non_convexity():
+    """``slam.solve(problem, slam.GNC(...))`` is ``slam.gnc_solve(problem, config)``: the same weights and
+    solution; a backward mode or callbacks with it are refused (GNC runs its own inner solves)."""
+    from slam.pgo import synthetic_graph
+
+    graph, _ = synthetic_graph(SE2, 30, 8)
+    problem, poses = graph.problem()
+    config = slam.GNC(loss="tls")
+    via_solve, direct = slam.solve(problem, config), slam.gnc_solve(problem, config)
+    assert type(via_solve) is type(direct)
+    assert torch.equal(via_solve[poses].data, direct[poses].data)
+    assert all(torch.equal(a, b) for a, b in zip(via_solve.weights, direct.weights))
+    with pytest.raises(ValueError, match="GNC"):
+        slam.solve(problem, config, slam.Implicit())

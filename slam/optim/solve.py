@@ -171,8 +171,17 @@ def solve(
 
     Returns:
         A ``SolveResult``; ``result[variable]`` is that table's solution, differentiable
-        with respect to every input that requires grad.
+        with respect to every input that requires grad.  With ``optimizer=slam.GNC(...)``, graduated
+        non-convexity around its inner optimizer: ``slam.gnc_solve``'s ``GncResult`` (no known inliers;
+        call ``gnc_solve`` to name some).
     """
+    from .gnc import GNC, gnc_solve
+
+    if isinstance(optimizer, GNC):
+        if backward is not None or callbacks or differentiable:
+            raise ValueError("slam.solve with GNC takes no backward, callbacks or differentiable= "
+                             "(GNC runs its inner solves itself: slam.gnc_solve)")
+        return gnc_solve(problem, optimizer)  # type: ignore[return-value]
     optimizer = optimizer if optimizer is not None else LevenbergMarquardt()
     backward = backward if backward is not None else Implicit()
     solver = make_linear_solver(optimizer.linear_solver, problem)
