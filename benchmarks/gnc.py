@@ -4,7 +4,7 @@
 
 The graph is ``tests/test_gnc.py``'s ``_outlier_graph()`` (60 SE(2) poses, 20 true loops, 24 false
 ones), built by importing that module; both solvers use its settings (ours: its ``LM``, odometry
-known inliers, ``warm_start`` default and ``False`` = GTSAM's rule; GTSAM: inner LM relative tolerance
+known inliers, cold start (default, GTSAM's rule) and ``warm_start=True``; GTSAM: inner LM relative tolerance
 1e-10, absolute 1e-12, 100 iterations, odometry and the prior known inliers).  Ours is timed from the
 problem's construction to the result, GTSAM from the optimizer's construction to ``optimize``'s
 return; median of ``--repeats`` after one discarded run each.  Printed per loss: seconds, GNC rounds,

@@ -138,8 +138,9 @@ def _gtsam_gnc_params(gtsam, graph, loss: str):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("loss", ["tls", "gm"])
 def test_gnc_equals_gtsam_gnc(loss):
     """GTSAM's GncLMOptimizer on the same factors (its inner LM at tight tolerances, odometry and the
-    prior known inliers): the same weights, inlier set and final weighted cost.  ``warm_start=False`` is
-    GTSAM's rule (every weighted solve from the initial values); the warm start finds the same set."""
+    prior known inliers): the same weights, inlier set and final weighted cost.  ``warm_start=False``
+    (default) is GTSAM's rule (every weighted solve from the initial values); the warm start finds the
+    same set here."""
     gtsam = pytest.importorskip("gtsam")
     graph, _ = _outlier_graph()
     factors, values = _gtsam_graph(gtsam, graph)
@@ -150,11 +151,11 @@ def test_gnc_equals_gtsam_gnc(loss):
     their_cost = sum(theirs[k] * factors.at(k).error(solution) for k in range(factors.size()))
     np.testing.assert_allclose(np.asarray(optimizer.getInlierCostThresholds())[:-1], result_threshold(), rtol=1e-9)
 
-    cold, _ = _gnc(graph, loss, warm_start=False)
+    cold, _ = _gnc(graph, loss)
     np.testing.assert_array_equal(cold.inliers[0].numpy(), theirs[:-1] > 0.5)
     np.testing.assert_allclose(cold.weights[0].numpy(), theirs[:-1], atol=1e-5)  # GM: 1.1e-6 measured
     assert float(cold.cost[0]) == pytest.approx(their_cost, rel=1e-6)
-    warm, _ = _gnc(graph, loss)
+    warm, _ = _gnc(graph, loss, warm_start=True)
     np.testing.assert_array_equal(warm.inliers[0].numpy(), theirs[:-1] > 0.5)
     assert float(warm.cost[0]) == pytest.approx(their_cost, rel=1e-6)
 
