@@ -354,3 +354,27 @@ def test_position_ellipses_are_drawn_in_the_world_frame():
     turned = SE3.exp(torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, np.pi / 2]], dtype=torch.float64))
     covariance = torch.diag(torch.tensor([4.0, 1.0, 9.0, 0.1, 0.1, 0.1], dtype=torch.float64))[None]
     np.testing.assert_allclose(position_covariances(turned, covariance)[0], np.diag([1.0, 4.0]), atol=1e-12)
+
+
+def test_gnc_covariances_are_those_of_the_finally_weighted_graph():
+    """``GncResult.covariance`` (and ``optimize(gnc=..., covariance=True)``): the marginals of the graph
+    with each edge's information scaled by its final GNC weight, at the GNC solution."""
+    from slam.optim.gnc import GNC, gnc_solve
+    from slam.pgo import optimize
+
+    graph, _ = synthetic_graph(SE2, num_poses=30, num_loop_closures=8)
+    false = dataclasses.replace(graph, i=torch.cat([graph.i, torch.tensor([2, 5])]), j=torch.cat([graph.j, torch.tensor([20, 27])]),
+                                measurements=SE2(torch.cat([graph.measurements.data, SE2.exp(
+                                    torch.tensor([[3.0, -2.0, 1.0], [-4.0, 1.0, -2.0]], dtype=torch.float64)).data])),
+                                information=torch.cat([graph.information, graph.information[-2:]]))
+    problem, poses = false.problem()
+    result = gnc_solve(problem, GNC(loss="tls"), known_inliers={problem.costs[0]: false.odometry})
+    weights = result.weights[0]
+    assert float(weights[-2:].max()) < 0.5  # the two false loops are rejected
+    reference_problem, reference_poses = false.problem(edge_weights=weights.clamp_min(0.0))
+    expected = Marginals(reference_problem, {reference_poses: result[poses]}).covariance(reference_poses)
+    torch.testing.assert_close(result.covariance(poses), expected, rtol=1e-9, atol=1e-14)
+    record = optimize(false, gnc="tls", covariance=True)  # its own LM settings: its own solution
+    weighted, variable = false.problem(edge_weights=torch.tensor(record.gnc["weights"], dtype=torch.float64))
+    torch.testing.assert_close(record.covariance, Marginals(weighted, {variable: record.graph.poses}).covariance(variable),
+                               rtol=1e-9, atol=1e-14)

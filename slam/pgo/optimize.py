@@ -226,7 +226,7 @@ def optimize(
     covariances, covariance_seconds = None, None
     if covariance:
         start = time.perf_counter()
-        covariances = result.covariance(poses)
+        covariances = (gnc_result if gnc_result is not None else result).covariance(poses)
         covariance_seconds = time.perf_counter() - start
     per_graph = None
     if graph.batch_size is not None:
