@@ -39,7 +39,7 @@ __all__ = ["available", "normal_blocks", "residuals", "warm_up"]
 
 
 def warm_up() -> None:
-    """Load (or, the first time on a machine, compile and cache) both kernels."""
+    """Load (or, the first time on a machine, compile and cache) both kernels and SE2.retract_step's."""
     if numba is None:
         return
     x = np.zeros((1, 1, 4))
@@ -48,6 +48,9 @@ def warm_up() -> None:
     residuals(x, x, x, eye, np.zeros((1, 1, 3)))
     normal_blocks(x, x, x, eye, np.ones((1, 1)), np.zeros((1, 1, 3)), np.zeros((1, 1, 3, 6)), np.zeros((1, 1, 21)),
                   np.zeros((1, 1, 6)))
+    from liegeo import _se2_kernels as _group_kernels
+
+    _group_kernels.warm_up()  # SE2.retract_step
 
 
 if numba is not None:

@@ -105,6 +105,18 @@ def test_retract_equals_se3_retract(scale, generator):
     assert torch.allclose(x.retract_step(delta[0]).data, x.retract(delta[0]).data, rtol=0, atol=1e-14)  # broadcast
 
 
+@pytest.mark.parametrize("scale", [0.0, 1e-10, 1e-3, 0.5, 2.0, 3.14159])
+def test_retract_equals_se2_retract(scale, generator):
+    """The fused SE(2) retraction against the torch one, near identity and near π too, broadcast."""
+    x = SE2.random(2, 50, generator=generator, dtype=torch.float64)
+    delta = scale * torch.randn(2, 50, 3, generator=generator, dtype=torch.float64)
+    delta[0, 0, 2] = scale if scale else 0.0
+    delta[0, 1, 2] = math.pi - 1e-9 if scale > 3 else delta[0, 1, 2]
+    assert SE2.retraction_path(torch.float64, "cpu").startswith("fused")
+    assert torch.allclose(x.retract_step(delta).data, x.retract(delta).data, rtol=0, atol=1e-14)
+    assert torch.allclose(x.retract_step(delta[0]).data, x.retract(delta[0]).data, rtol=0, atol=1e-14)  # broadcast
+
+
 @pytest.mark.parametrize("group", [SE3, SE2])
 def test_autograd_and_float32_take_the_torch_path(group, generator, monkeypatch):
     from slam import _se2_kernels
