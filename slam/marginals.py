@@ -88,8 +88,7 @@ class Marginals:
         when None), ``(d, d)`` for one int; a batched problem gets a leading ``(B,)``.  d is the group's
         tangent dimension, in its tangent order; fixed elements give zeros."""
         index = _indices(variable, indices)
-        table = self.problem.structure.tables[self.problem.position(variable)]
-        columns = table.columns(index)  # (k, d), -1 where fixed
+        columns = self._table(variable).columns(index)  # (k, d), -1 where fixed
         rows = columns[:, :, None].expand(-1, -1, table.dim)
         cols = columns[:, None, :].expand(-1, table.dim, -1)
         out = self._entries(rows, cols)
@@ -100,11 +99,16 @@ class Marginals:
         of their tangent dimensions, in the order given (a batched problem: ``(B, D, D)``)."""
         columns = []
         for variable, index in elements:
-            table = self.problem.structure.tables[self.problem.position(variable)]
-            columns.append(table.columns(_indices(variable, [int(index)]))[0])
+            columns.append(self._table(variable).columns(_indices(variable, [int(index)]))[0])
         c = torch.cat(columns)
         out = self._entries(c[:, None].expand(-1, c.numel()), c[None, :].expand(c.numel(), -1))
         return self._shape(out)
+
+    def _table(self, variable: Variable) -> Any:
+        if id(variable) not in self.problem._position:
+            raise ValueError(f"variable '{variable.name}' is not one of this problem's "
+                             f"({', '.join(v.name for v in self.problem.variables)})")
+        return self.problem.structure.tables[self.problem.position(variable)]
 
     def _entries(self, rows: Tensor, cols: Tensor) -> Tensor:
         """``H⁻¹`` at scalar ``(rows, cols)`` of any shape ``S`` (-1: a fixed element, 0): ``(B, *S)``."""

@@ -119,6 +119,8 @@ def test_covariance_and_joint_blocks_equal_the_dense_inverse_with_fixed_elements
     assert torch.allclose(joint[:d, :d], covariance[4])
     with pytest.raises(IndexError):
         result.covariance(poses, 30)
+    with pytest.raises(ValueError, match="not one of this problem's"):
+        result.covariance(slam.Variable(graph.poses, name="other"))
 
 
 def test_a_gauge_freedom_is_a_clear_error():
