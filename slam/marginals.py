@@ -87,8 +87,8 @@ class Marginals:
         """Marginal covariances of elements of ``variable``: ``(k, d, d)`` for ``indices`` (all elements
         when None), ``(d, d)`` for one int; a batched problem gets a leading ``(B,)``.  d is the group's
         tangent dimension, in its tangent order; fixed elements give zeros."""
-        index = _indices(variable, indices)
-        columns = self._table(variable).columns(index)  # (k, d), -1 where fixed
+        table = self._table(variable)
+        columns = table.columns(_indices(variable, indices))  # (k, d), -1 where fixed
         rows = columns[:, :, None].expand(-1, -1, table.dim)
         cols = columns[:, None, :].expand(-1, table.dim, -1)
         out = self._entries(rows, cols)
