@@ -31,7 +31,7 @@ from torch.autograd.function import once_differentiable
 
 from liegeo import LieGroup
 
-from .linear.selected_inverse import Factors, SelectedInverse
+from .linear.selected_inverse import Factors, SelectedInverse, solve_chunk
 from .problem import Problem, Values
 from .variables import Variable
 
@@ -170,13 +170,15 @@ class _InverseEntries(torch.autograd.Function):
 
 
 def information_gradient(factors: Factors, pattern: Any, rows: np.ndarray, cols: np.ndarray, g: np.ndarray,
-                         chunk: int = 256) -> np.ndarray:
+                         chunk: int | None = None) -> np.ndarray:
     """``∂L/∂values`` ``(B, nnz)`` of ``H``'s lower-triangle values, given ``g = ∂L/∂Σ[rows, cols]`` ``(B, k)``.
 
     ``∂Σ[r, c]/∂H[i, j] = -Σ[i, r] Σ[c, j]``, so ``M = ∂L/∂H = -Σ_k g_k Σ[:, r_k] Σ[c_k, :]``; a stored
     off-diagonal value stands for ``H[i, j]`` and ``H[j, i]`` and gets ``M[i, j] + M[j, i]``.  The columns
-    ``Σ[:, c]`` come from solves with the factor, ``chunk`` distinct columns at a time."""
+    ``Σ[:, c]`` come from solves with the factor, ``chunk`` distinct columns at a time (default:
+    ``solve_chunk``, within 128 MiB)."""
     batch, n = g.shape[0], pattern.n
+    chunk = chunk or solve_chunk(batch, n)
     prow, pcol = pattern.rows.numpy(), pattern.cols.numpy()
     out = np.zeros((batch, prow.size))
     order = np.argsort(np.minimum(rows, cols), kind="stable")  # neighbouring entries share columns
@@ -186,7 +188,7 @@ def information_gradient(factors: Factors, pattern: Any, rows: np.ndarray, cols:
         end, seen = start, set()
         while end < order.size:
             new = {int(rows[order[end]]), int(cols[order[end]])} - seen
-            if len(seen) + len(new) > chunk:
+            if len(seen) + len(new) > chunk and end > start:  # (one entry always fits: progress)
                 break
             seen |= new
             end += 1

@@ -413,3 +413,26 @@ def test_gnc_covariances_are_those_of_the_finally_weighted_graph():
     weighted, variable = false.problem(edge_weights=torch.tensor(record.gnc["weights"], dtype=torch.float64))
     torch.testing.assert_close(record.covariance, Marginals(weighted, {variable: record.graph.poses}).covariance(variable),
                                rtol=1e-9, atol=1e-14)
+
+
+def test_the_covariance_backward_is_the_same_for_any_chunk_of_solves():
+    """``information_gradient`` solves for the needed columns of H⁻¹ in chunks (bounded memory): any
+    chunk size, even one column, gives the same gradient, which equals ``-(Σ G Σ)`` read off the dense inverse."""
+    from slam.marginals import information_gradient
+
+    graph, _ = synthetic_graph(SE2, num_poses=15, num_loop_closures=4)
+    problem, poses = graph.problem()
+    marginals = Marginals(problem, slam.solve(problem, TIGHT))
+    pattern = problem.structure.pattern
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, pattern.n, 30), rng.integers(0, pattern.n, 30)
+    g = rng.standard_normal((1, 30))
+    inverse = _dense_inverse(problem, marginals.h)[0]
+    m = np.zeros((pattern.n, pattern.n))
+    for k in range(30):
+        m -= g[0, k] * np.outer(inverse[:, rows[k]], inverse[cols[k], :])
+    expected = (m + m.T)[pattern.rows.numpy(), pattern.cols.numpy()]
+    expected[pattern.diagonal.numpy()] *= 0.5
+    for chunk in (1, 3, None):
+        got = information_gradient(marginals.factors, pattern, rows, cols, g, chunk=chunk)
+        np.testing.assert_allclose(got[0], expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())

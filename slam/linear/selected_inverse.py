@@ -99,9 +99,10 @@ class Factors:
         """``H_b⁻¹ rhs_b`` for ``rhs (B, n, k)`` (zeros where ``ok`` is False)."""
         return self.analysis.blocks.solve(self.lx, self.ldiag, self.ok, np.ascontiguousarray(rhs, dtype=np.float64))
 
-    def entries(self, rows: np.ndarray, cols: np.ndarray, *, chunk: int = 256) -> np.ndarray:
+    def entries(self, rows: np.ndarray, cols: np.ndarray, *, chunk: int | None = None) -> np.ndarray:
         """``H⁻¹[rows[k], cols[k]]`` for every problem of the batch: ``(B, k)`` (nan where ``ok`` is False).
-        Entries on the pattern of ``L`` are read from ``Z``; the others take one solve per distinct column."""
+        Entries on the pattern of ``L`` are read from ``Z``; the others take one solve per distinct column,
+        ``chunk`` columns at a time (default: ``solve_chunk``)."""
         block, u, w, kind = self.analysis.locate(rows, cols)
         batch = self.ok.shape[0]
         out = np.empty((batch, block.size))
@@ -112,6 +113,7 @@ class Factors:
         if missing.size:
             columns, which = np.unique(np.asarray(cols)[missing], return_inverse=True)
             n = self.analysis.pattern.n
+            chunk = chunk or solve_chunk(batch, n)
             for start in range(0, columns.size, chunk):
                 part = columns[start : start + chunk]
                 unit = np.zeros((batch, n, part.size))
@@ -121,6 +123,12 @@ class Factors:
                 out[:, missing[sel]] = x[:, np.asarray(rows)[missing[sel]], which[sel] - start]
         out[~self.ok] = np.nan
         return out
+
+
+def solve_chunk(batch: int, n: int, budget: int = 2**24) -> int:
+    """How many unit columns to solve for at once: at most 256, and at most ``budget`` float64 values
+    (128 MiB) of right-hand sides for the whole batch."""
+    return int(max(1, min(256, budget // max(batch * n, 1))))
 
 
 def _search(li: np.ndarray, starts: np.ndarray, ends: np.ndarray, targets: np.ndarray) -> np.ndarray:
