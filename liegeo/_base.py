@@ -225,16 +225,35 @@ class LieGroup(abc.ABC):
         j_d = self.jr(delta).expand(*batch, self.tangent_dim, self.tangent_dim)
         return out, (j_x, j_d)
 
+    retraction_kernel: ClassVar[str | None] = None
+    """The ``liegeo`` module of the group's fused retraction (one numba pass per element), None without
+    one; the module's ``retract(x (M, P), delta (M, T), out (M, P))`` computes ``retract``'s formulas."""
+
     @classmethod
     def retraction_path(cls, dtype: torch.dtype, device: torch.device | str) -> str:
         """How ``retract_step`` runs for values of this dtype and device (when nothing needs autograd):
-        ``"torch"``, or the fused kernel a group supplies."""
-        return "torch"
+        ``"torch"``, or the fused kernel a group supplies (``retraction_kernel``)."""
+        from ._kernels import numba_available
+
+        fused = (cls.retraction_kernel is not None and dtype == torch.float64
+                 and torch.device(device).type == "cpu" and numba_available())
+        return f"fused kernel (liegeo.{cls.retraction_kernel})" if fused else "torch"
 
     def retract_step(self, delta: Tensor) -> Self:
         """``x · Exp(δ)`` for an optimizer's step over a whole table: the value of ``retract`` (to
         rounding), by the group's fused kernel where it has one and the inputs allow it (CPU float64,
         nothing autograd or a ``torch.func`` transform must see); ``retract`` otherwise."""
+        kernel = self.retraction_kernel
+        if kernel is not None and self.data.dtype == torch.float64 and self.data.device.type == "cpu":
+            import importlib  # (only here: numba is imported with the kernel module)
+
+            from ._kernels import fused_retract
+
+            module = importlib.import_module(f"liegeo.{kernel}")
+            if getattr(module, "retract", None) is not None:
+                out = fused_retract(module.retract, self.data, delta, self.tangent_dim)
+                if out is not None:
+                    return self._wrap(out)
         return self.retract(delta)
 
     def local(self, other: Self, *, jacobians: bool = False) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["kernel_inputs_ok", "numba_available", "drop_stale_cache"]
+__all__ = ["kernel_inputs_ok", "numba_available", "drop_stale_cache", "fused_retract"]
 
 
 @functools.cache
@@ -31,6 +31,22 @@ def kernel_inputs_ok(*tensors: Tensor) -> bool:
     if any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors):
         return False
     return numba_available()
+
+
+def fused_retract(kernel, x: Tensor, delta: Tensor, tangent_dim: int) -> Tensor | None:  # type: ignore[no-untyped-def]
+    """``x · Exp(δ)`` by a group's numba ``kernel(x (M, P), delta (M, T), out (M, P))`` over storage
+    ``x: (*b, P)`` and ``delta: (*b', T)`` broadcast, or None where a kernel may not take the inputs
+    (``kernel_inputs_ok``)."""
+    if not kernel_inputs_ok(x, delta):
+        return None
+    import numpy as np
+
+    # (np.broadcast_shapes: torch.broadcast_shapes imports sympy, 0.5 s, on its first call)
+    shape = np.broadcast_shapes(tuple(x.shape[:-1]), tuple(delta.shape[:-1]))
+    flat = x.expand(*shape, x.shape[-1]).reshape(-1, x.shape[-1]).contiguous()
+    out = torch.empty_like(flat)
+    kernel(flat.numpy(), delta.expand(*shape, tangent_dim).reshape(-1, tangent_dim).contiguous().numpy(), out.numpy())
+    return out.reshape(*shape, x.shape[-1])
 
 
 def drop_stale_cache(module_file: str, constants: object) -> None:

@@ -1,8 +1,8 @@
 """The fused CPU kernel (numba) of SE(2)'s optimizer-step retraction.
 
-``SE2.retract_step`` runs ``retract`` below where the inputs allow (``kernel_inputs_ok``): one pass per
-pose instead of ~25 small torch operations (a quarter of a 60-pose graph's LM iteration), the same
-formulas as ``SE2.retract`` (the series coefficients and switch point of ``liegeo._math``, shared with
+``SE2.retract_step`` runs ``retract`` below (through ``liegeo._kernels.fused_retract``, where the inputs
+allow: ``kernel_inputs_ok``): one pass per pose instead of ~25 small torch operations (a quarter of a
+60-pose graph's LM iteration), the same formulas as ``SE2.retract`` (the series coefficients and switch point of ``liegeo._math``, shared with
 ``liegeo._se3_kernels``).  Without numba, or for inputs that autograd or a ``torch.func`` transform must
 see, the torch path runs.
 """
@@ -12,25 +12,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from ._kernels import kernel_inputs_ok
 from ._se3_kernels import _BENIGN_T, _COSC, _SINC, numba
 
-__all__ = ["se2_retract", "warm_up"]
-
-
-def se2_retract(x: Tensor, delta: Tensor) -> Tensor | None:
-    """``x · Exp(δ)`` for SE(2) storage ``x: (*b, 4)`` and ``delta: (*b', 3)`` (broadcast), or None where
-    the kernel cannot take the inputs."""
-    if numba is None or not kernel_inputs_ok(x, delta):
-        return None
-    shape = np.broadcast_shapes(tuple(x.shape[:-1]), tuple(delta.shape[:-1]))
-    flat = x.expand(*shape, 4).reshape(-1, 4).contiguous()
-    out = torch.empty_like(flat)
-    retract(flat.numpy(), delta.expand(*shape, 3).reshape(-1, 3).contiguous().numpy(), out.numpy())
-    return out.reshape(*shape, 4)
+__all__ = ["retract", "warm_up"]
 
 
 def warm_up() -> None:

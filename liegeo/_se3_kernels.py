@@ -1,7 +1,8 @@
 """Fused CPU kernels (numba) for the groups' optimizer-step retraction, and the primitives they share
 with the cost kernels of ``slam`` (which import them from here).
 
-``SE3.retract_step`` runs ``retract`` below where the inputs allow (``kernel_inputs_ok``): one pass per
+``SE3.retract_step`` runs ``retract`` below (through ``liegeo._kernels.fused_retract``, where the inputs
+allow: ``kernel_inputs_ok``): one pass per
 pose instead of ~40 small torch operations, the same formulas as ``SE3.retract`` (the series
 coefficients and switch points of ``liegeo._math``, copied in as compile-time constants).  Without
 numba, or for inputs that autograd or a ``torch.func`` transform must see, the torch path runs.
@@ -13,7 +14,6 @@ import math
 
 import numpy as np
 import torch
-from torch import Tensor
 
 try:
     import numba
@@ -21,9 +21,9 @@ except ImportError:  # the torch path is used instead
     numba = None
 
 from . import _math
-from ._kernels import drop_stale_cache, kernel_inputs_ok
+from ._kernels import drop_stale_cache
 
-__all__ = ["available", "se3_retract", "warm_up"]
+__all__ = ["available", "retract", "warm_up"]
 
 # Series coefficients and switch points of liegeo._math, in float64: tuples, which numba compiles in
 # as constants (global arrays would keep the parallel kernels out of its on-disk cache).
@@ -48,19 +48,6 @@ drop_stale_cache(__file__, CONSTANTS)
 
 def available() -> bool:
     return numba is not None
-
-
-def se3_retract(x: Tensor, delta: Tensor) -> Tensor | None:
-    """``x · Exp(δ)`` for SE(3) storage ``x: (*b, 7)`` and ``delta: (*b', 6)`` (broadcast), or None
-    where the kernel cannot take the inputs."""
-    if not kernel_inputs_ok(x, delta):
-        return None
-    # (np.broadcast_shapes: torch.broadcast_shapes imports sympy, 0.5 s, on its first call)
-    shape = np.broadcast_shapes(tuple(x.shape[:-1]), tuple(delta.shape[:-1]))
-    flat = x.expand(*shape, 7).reshape(-1, 7).contiguous()
-    out = torch.empty_like(flat)
-    retract(flat.numpy(), delta.expand(*shape, 6).reshape(-1, 6).contiguous().numpy(), out.numpy())
-    return out.reshape(*shape, 7)
 
 
 def warm_up() -> None:

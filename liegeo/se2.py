@@ -24,26 +24,10 @@ class SE2(SEBase):
     matrix_dim: ClassVar[int] = 3
     point_dim: ClassVar[int] = 2
     rotation_type: ClassVar[type[SO2]] = SO2
+    retraction_kernel: ClassVar[str | None] = "_se2_kernels"
 
     def rotation(self) -> SO2:
         return SO2._wrap(self.data[..., 2:])
-
-    @classmethod
-    def retraction_path(cls, dtype: torch.dtype, device: torch.device | str) -> str:
-        from ._kernels import numba_available
-
-        fused = dtype == torch.float64 and torch.device(device).type == "cpu" and numba_available()
-        return "fused kernel (liegeo._se2_kernels)" if fused else "torch"
-
-    def retract_step(self, delta: Tensor) -> SE2:
-        """``retract`` by the fused kernel of ``liegeo._se2_kernels`` where the inputs allow it."""
-        if self.data.dtype == torch.float64 and self.data.device.type == "cpu":  # before importing numba
-            from . import _se2_kernels
-
-            out = _se2_kernels.se2_retract(self.data, delta)
-            if out is not None:
-                return SE2._wrap(out)
-        return self.retract(delta)
 
     @classmethod
     def from_xytheta(cls, xytheta: Tensor) -> SE2:

@@ -20,27 +20,11 @@ class SE3(SEBase):
     """3D rigid transforms.  ``data: (*batch, 7)``; tangent ``(v, ω): (*batch, 6)``; ``T p = R p + t``."""
 
     param_dim: ClassVar[int] = 7
-
-    @classmethod
-    def retraction_path(cls, dtype: torch.dtype, device: torch.device | str) -> str:
-        from ._kernels import numba_available
-
-        fused = dtype == torch.float64 and torch.device(device).type == "cpu" and numba_available()
-        return "fused kernel (liegeo._se3_kernels)" if fused else "torch"
-
-    def retract_step(self, delta: Tensor) -> SE3:
-        """``retract`` by the fused kernel of ``liegeo._se3_kernels`` where the inputs allow it."""
-        if self.data.dtype == torch.float64 and self.data.device.type == "cpu":  # before importing numba
-            from . import _se3_kernels
-
-            out = _se3_kernels.se3_retract(self.data, delta)
-            if out is not None:
-                return SE3._wrap(out)
-        return self.retract(delta)
     tangent_dim: ClassVar[int] = 6
     matrix_dim: ClassVar[int] = 4
     point_dim: ClassVar[int] = 3
     rotation_type: ClassVar[type[SO3]] = SO3
+    retraction_kernel: ClassVar[str | None] = "_se3_kernels"
 
     def rotation(self) -> SO3:
         return SO3._wrap(self.data[..., 3:])

@@ -58,11 +58,11 @@ def _counting(monkeypatch, module, names=("residuals", "normal_blocks")):
 
 
 def _torch_path(monkeypatch, fn):
-    import liegeo._se3_kernels
+    import liegeo._kernels
     import slam.costs.pose_graph
 
     with monkeypatch.context() as m:
-        for module in (slam.costs.pose_graph, liegeo._se3_kernels):
+        for module in (slam.costs.pose_graph, liegeo._kernels):  # the costs' kernels, the groups' retractions
             m.setattr(module, "kernel_inputs_ok", lambda *tensors: False)
         return fn()
 
