@@ -436,3 +436,15 @@ def test_the_covariance_backward_is_the_same_for_any_chunk_of_solves():
     for chunk in (1, 3, None):
         got = information_gradient(marginals.factors, pattern, rows, cols, g, chunk=chunk)
         np.testing.assert_allclose(got[0], expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+
+
+def test_a_float32_problem_gets_float32_covariances_of_the_float64_ones():
+    """The inversion runs in float64 whatever the problem's dtype; a float32 problem gets its covariances
+    in float32, equal to the float64 problem's to float32's accuracy of the solution."""
+    graph, _ = synthetic_graph(SE2, num_poses=20, num_loop_closures=5)
+    double, poses = graph.problem()
+    single, poses32 = graph.to(dtype=torch.float32).problem()
+    expected = slam.solve(double, TIGHT).covariance(poses)
+    got = slam.solve(single).covariance(poses32)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()))
