@@ -245,13 +245,11 @@ class LieGroup(abc.ABC):
         nothing autograd or a ``torch.func`` transform must see); ``retract`` otherwise."""
         kernel = self.retraction_kernel
         if kernel is not None and self.data.dtype == torch.float64 and self.data.device.type == "cpu":
-            import importlib  # (only here: numba is imported with the kernel module)
+            from ._kernels import fused_retract, group_kernel
 
-            from ._kernels import fused_retract
-
-            module = importlib.import_module(f"liegeo.{kernel}")
-            if getattr(module, "retract", None) is not None:
-                out = fused_retract(module.retract, self.data, delta, self.tangent_dim)
+            function = group_kernel(kernel)
+            if function is not None:
+                out = fused_retract(function, self.data, delta, self.tangent_dim)
                 if out is not None:
                     return self._wrap(out)
         return self.retract(delta)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["kernel_inputs_ok", "numba_available", "drop_stale_cache", "fused_retract"]
+__all__ = ["kernel_inputs_ok", "numba_available", "drop_stale_cache", "fused_retract", "group_kernel"]
 
 
 @functools.cache
@@ -31,6 +31,15 @@ def kernel_inputs_ok(*tensors: Tensor) -> bool:
     if any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors):
         return False
     return numba_available()
+
+
+@functools.cache
+def group_kernel(module: str):  # type: ignore[no-untyped-def]
+    """The numba ``retract`` of ``liegeo.<module>`` (imported on first use: it imports numba), or None
+    where numba is missing."""
+    import importlib
+
+    return getattr(importlib.import_module(f"liegeo.{module}"), "retract", None)
 
 
 def fused_retract(kernel, x: Tensor, delta: Tensor, tangent_dim: int) -> Tensor | None:  # type: ignore[no-untyped-def]
