@@ -34,9 +34,10 @@ def gtsam_pose(gtsam, group: type, matrix):  # type: ignore[no-untyped-def]
     return gtsam.Pose2(matrix[0, 2], matrix[1, 2], float(np.arctan2(matrix[1, 0], matrix[0, 0])))
 
 
-def gtsam_factors(gtsam, graph: PoseGraph):  # type: ignore[no-untyped-def]
+def gtsam_factors(gtsam, graph: PoseGraph, robust=None):  # type: ignore[no-untyped-def]
     """``graph``'s edges as GTSAM between factors with its information matrices (SE(3)'s reordered to
-    GTSAM's ``(ω, v)`` tangent), and its fixed poses as constrained priors at their values."""
+    GTSAM's ``(ω, v)`` tangent), each wrapped in ``noiseModel.Robust`` with the mEstimator ``robust`` when
+    given, and its fixed poses as constrained priors at their values."""
     is3d = graph.group is SE3
     order = np.r_[3:6, 0:3] if is3d else np.arange(3)
     between = gtsam.BetweenFactorPose3 if is3d else gtsam.BetweenFactorPose2
@@ -45,7 +46,10 @@ def gtsam_factors(gtsam, graph: PoseGraph):  # type: ignore[no-untyped-def]
     ids, poses = graph.ids.tolist(), graph.poses.matrix().numpy()
     for i, j, z, info in zip(graph.i.tolist(), graph.j.tolist(), graph.measurements.matrix().numpy(),
                              graph.information.numpy()):
-        factors.add(between(ids[i], ids[j], gtsam_pose(gtsam, graph.group, z), gtsam.noiseModel.Gaussian.Information(info[np.ix_(order, order)])))
+        noise = gtsam.noiseModel.Gaussian.Information(info[np.ix_(order, order)])
+        if robust is not None:
+            noise = gtsam.noiseModel.Robust.Create(robust, noise)
+        factors.add(between(ids[i], ids[j], gtsam_pose(gtsam, graph.group, z), noise))
     for k in graph.fixed.tolist():
         factors.add(prior(ids[k], gtsam_pose(gtsam, graph.group, poses[k]), gtsam.noiseModel.Constrained.All(6 if is3d else 3)))
     return factors

@@ -448,3 +448,27 @@ def test_a_float32_problem_gets_float32_covariances_of_the_float64_ones():
     got = slam.solve(single).covariance(poses32)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got.double(), expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()))
+
+
+def test_marginals_with_a_robust_kernel_equal_gtsams_robust_noise_model():
+    """With a Huber kernel on every edge, H is the iteratively reweighted one (ρ'(s) on each edge, no ρ''
+    term), as GTSAM's ``noiseModel.Robust`` linearizes: at our optimum of a 3D graph with two gross false
+    loops (so that some edges sit in Huber's linear part), every marginal equals GTSAM's to 1e-8."""
+    gtsam = pytest.importorskip("gtsam")
+    graph, _ = synthetic_graph(SE3, num_poses=30, num_loop_closures=8)
+    false = SE3.exp(torch.tensor([[2.0, -1.0, 0.5, 0.3, -0.2, 0.4], [-1.5, 2.0, 1.0, -0.5, 0.1, 0.2]], dtype=torch.float64))
+    graph = dataclasses.replace(graph, i=torch.cat([graph.i, torch.tensor([3, 8])]), j=torch.cat([graph.j, torch.tensor([20, 26])]),
+                                measurements=SE3(torch.cat([graph.measurements.data, false.data])),
+                                information=torch.cat([graph.information, graph.information[-2:]]))
+    problem, poses = graph.problem(loss=slam.Huber(1.0))
+    result = slam.solve(problem, TIGHT)
+    solved = graph.with_poses(result[poses])
+    whitened = problem.residuals([result[poses].unsqueeze(0)])[0].norm(dim=-1)
+    assert int((whitened > 1.0).sum()) >= 2  # some edges are in the kernel's linear part (weight < 1)
+    reference = gtsam.Marginals(gtsam_factors(gtsam, solved, robust=gtsam.noiseModel.mEstimator.Huber.Create(1.0)),
+                                gtsam_values(gtsam, solved))
+    order = _tangent_order(graph)
+    ours = result.covariance(poses).numpy()
+    for k in range(1, graph.num_poses):
+        theirs = reference.marginalCovariance(int(graph.ids[k]))[np.ix_(order, order)]
+        assert np.abs(ours[k] - theirs).max() <= 1e-8 * np.abs(theirs).max(), k
