@@ -134,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"robust kernel on each pixel error norm, one of {kernels}, with its scale, e.g. huber:1.0; "
                          "tolerant:A,B and barron:SCALE,ALPHA take two numbers (default: none, plain least squares)")
     ba.add_argument("--fix-intrinsics", action="store_true", help="keep f, k1, k2 as read (default: adjust them)")
+    ba.add_argument("--fix-cameras", type=_camera_list, metavar="I,J,...",
+                    help="hold these cameras' poses as read (0-based), e.g. 0,1: two fix the similarity gauge "
+                         "(default: none; the damping handles the gauge)")
+    ba.add_argument("--covariance", action="store_true",
+                    help="also compute every camera's and point's marginal covariance at the optimum (selected "
+                         "inversion on the Schur ordering) and write them to <name>_covariance.npz (arrays "
+                         "camera_pose (C, 6, 6) in the tangent order of x * Exp(d), translation first; intrinsics "
+                         "(C, 3, 3) of f, k1, k2; point (P, 3, 3); zeros for fixed elements); needs --fix-cameras "
+                         "with two cameras (default: off)")
     ba.add_argument("--linear-solver", choices=["schur", "iterative-schur", "cholmod", "dense"], default="schur",
                     help="schur: points eliminated, reduced system by Cholesky; iterative-schur: the same by "
                          "block-Jacobi PCG; cholmod / dense: the full system (default: %(default)s)")
@@ -148,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(default: <output-dir>/<name>.ply)",
                          "plot": "before/after figure: points and camera frusta, reprojection-error histograms; "
                                  ".png, or .pdf/.svg for vector (default: <output-dir>/<name>_before_after.png)",
+                         "covariance-file": "with --covariance: where the covariances go, .npz "
+                                            "(default: <output-dir>/<name>_covariance.npz)",
                          "json": "the run's record: chi2, iterations, time, sizes, configuration, versions, input "
                                  "sha256 (default: <output-dir>/<name>.json)"})
 
@@ -274,6 +285,17 @@ def _count(text: str) -> int:
     if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return int(text)
+
+
+def _camera_list(text: str) -> list[int]:
+    """``--fix-cameras``: distinct non-negative camera indices separated by commas, e.g. ``0,1``."""
+    parts = [part.strip() for part in text.split(",")]
+    if not parts or not all(part.isascii() and part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected camera indices like 0,1, got {text!r}")
+    cameras = [int(part) for part in parts]
+    if len(set(cameras)) != len(cameras):
+        raise argparse.ArgumentTypeError(f"a camera is listed twice in {text!r}")
+    return cameras
 
 
 def _size(text: str) -> int:
@@ -545,15 +567,24 @@ def _ba(args: argparse.Namespace) -> int:
 
         linear_solver = DenseCholesky(memory_budget=args.dense_memory_budget)
     stem = Path(args.file).name.split(".")[0]
-    with _outputs(args, stem, {"out": "_adjusted.txt", "png": ".png", "ply": ".ply", "plot": "_before_after.png",
-                               "json": ".json"}, inputs=[args.file]) as staged:
+    if args.covariance_file is not None:
+        args.covariance = True
+    fix_cameras = args.fix_cameras or []
+    if args.covariance and len(fix_cameras) < 2:
+        raise UsageError("--covariance needs the similarity gauge fixed: add --fix-cameras with two cameras, e.g. "
+                         "--fix-cameras 0,1")
+    suffixes = {"out": "_adjusted.txt", "png": ".png", "ply": ".ply", "plot": "_before_after.png",
+                "json": ".json"} | ({"covariance_file": "_covariance.npz"} if args.covariance else {})
+    with _outputs(args, stem, suffixes, inputs=[args.file]) as staged:
         start = time.perf_counter()
         problem = read_bal(args.file)
         sha256 = _sha256(args.file)
         log.info("%s (read in %.2f s)", problem.describe(), time.perf_counter() - start)
+        if fix_cameras and max(fix_cameras) >= problem.num_cameras:
+            raise UsageError(f"--fix-cameras {max(fix_cameras)}: the problem has {problem.num_cameras} cameras (0-based)")
         result = optimize(problem, max_iterations=args.max_iterations, loss=args.robust, fix_intrinsics=args.fix_intrinsics,
-                          linear_solver=linear_solver, dtype=getattr(torch, args.dtype), device=device,
-                          progress=args.progress)
+                          fix_cameras=fix_cameras, linear_solver=linear_solver, dtype=getattr(torch, args.dtype),
+                          device=device, progress=args.progress, covariance=args.covariance)
         adjusted = result.problem
         write_bal(staged["out"], adjusted)
         from .viz import plot_scene, save_scene_ply
@@ -567,6 +598,15 @@ def _ba(args: argparse.Namespace) -> int:
         plot_bundle_adjustment(staged["plot"], problem, adjusted,
                                title=f"{Path(args.file).name}: chi2 {summary['initial_chi2']:.4g} -> "
                                      f"{summary['final_chi2']:.4g} ({result.iterations} iterations)")
+        if result.covariance is not None:
+            import numpy as np
+
+            with open(staged["covariance_file"], "wb") as stream:  # a file object: no second .npz suffix
+                np.savez(stream, **{name: c.detach().to("cpu", torch.float64).numpy() for name, c in result.covariance.items()},
+                         tangent=np.array("camera_pose: vx vy vz wx wy wz (x * Exp(d): translation first, body frame); "
+                                          "intrinsics: f k1 k2; point: x y z"))
+            log.info("covariances of %d cameras and %d points in %.3f s (selected inversion, Schur ordering)",
+                     problem.num_cameras, problem.num_points, result.covariance_seconds)
         code = _exit_code(result.converged, result.termination)
         _write_json(staged["json"], summary | _run_record(args, sha256, code) | {"outputs": _names(staged)})
     _report(staged, f"{stem}: {_chi2_line(summary)} in {result.iterations} iterations ({result.termination}), "

@@ -472,3 +472,28 @@ def test_marginals_with_a_robust_kernel_equal_gtsams_robust_noise_model():
     for k in range(1, graph.num_poses):
         theirs = reference.marginalCovariance(int(graph.ids[k]))[np.ix_(order, order)]
         assert np.abs(ours[k] - theirs).max() <= 1e-8 * np.abs(theirs).max(), k
+
+
+def test_slam_ba_covariance_writes_camera_and_point_marginals(tmp_path, capsys):
+    """``slam ba --fix-cameras 0,1 --covariance``: the ``.npz`` holds each camera pose's, intrinsics' and
+    point's marginal (equal to ``slam.ba.optimize(..., covariance=True)``'s, zeros for the fixed poses);
+    without two fixed cameras the gauge is free: one line, exit 2, before any work, and no outputs."""
+    import slam.cli
+    import slam.data
+    from slam.ba import optimize as ba_optimize
+    from slam.io import read_bal
+
+    path = slam.data.path("dubrovnik-3-7-pre.txt")
+    out = tmp_path / "out"
+    assert slam.cli.main(["ba", str(path), "--fix-cameras", "0,1", "--covariance", "--output-dir", str(out), "-q"]) == 0
+    saved = np.load(out / "dubrovnik-3-7-pre_covariance.npz")
+    expected = ba_optimize(read_bal(path), fix_cameras=[0, 1], covariance=True)
+    for name in ("camera_pose", "intrinsics", "point"):
+        np.testing.assert_allclose(saved[name], expected.covariance[name].numpy(), rtol=1e-9, atol=1e-15)
+    assert saved["camera_pose"].shape == (3, 6, 6) and saved["point"].shape == (7, 3, 3)
+    assert not saved["camera_pose"][:2].any() and saved["camera_pose"][2].diagonal().min() > 0
+    capsys.readouterr()
+    assert slam.cli.main(["ba", str(path), "--covariance", "--output-dir", str(tmp_path / "free"), "-q"]) == 2
+    assert "--fix-cameras" in capsys.readouterr().err and not (tmp_path / "free").exists()
+    with pytest.raises(SingularInformationError, match="fix two cameras"):
+        ba_optimize(read_bal(path), covariance=True)

@@ -51,6 +51,11 @@ class BAResult:
     config: dict[str, object] | None = None
     """The run's settings, enough to repeat it: ``robust`` (as ``--robust`` takes it), ``fix_intrinsics``,
     ``fix_cameras``, ``linear_solver``, ``dtype``, ``device`` and ``solver`` (every field of the LM config)."""
+    covariance: dict[str, torch.Tensor] | None = None
+    """With ``covariance=True``: the marginal covariances at the optimum of each ``"camera_pose"`` ``(C, 6, 6)``
+    (SE(3) tangent ``(v, ω)`` of ``x · Exp(δ)``), ``"intrinsics"`` ``(C, 3, 3)`` (``f, k1, k2``) and ``"point"``
+    ``(P, 3, 3)``, on the Schur ordering (points first; ``slam.marginals``); zeros for fixed elements."""
+    covariance_seconds: float | None = None
 
     def summary(self) -> dict[str, object]:
         """The record as plain JSON values: no NaN or Infinity (``slam.optim.result.json_safe``): chi2 before
@@ -66,6 +71,7 @@ class BAResult:
             "iterations": self.iterations,
             "converged": self.converged, "termination": self.termination, "solve_seconds": self.solve_seconds,
             **({"config": self.config} if self.config is not None else {}),
+            **({"covariance_seconds": self.covariance_seconds} if self.covariance_seconds is not None else {}),
         })
 
     def __repr__(self) -> str:
@@ -123,6 +129,7 @@ def optimize(
     progress: bool = False,
     verbose: bool = False,
     diagnose: bool = True,
+    covariance: bool = False,
 ) -> BAResult:
     """Adjust cameras (pose and, unless fixed, ``f, k1, k2``) and points; ``solve_seconds`` includes
     building the problem, not loading the compiled kernels (``Problem.prepare``).
@@ -137,7 +144,17 @@ def optimize(
 
     ``diagnose=True`` runs the problem doctor (``slam.doctor.check``) on the built problem first: its
     errors raise ``slam.doctor.ProblemError`` (a ``ValueError``), its warnings are logged.
+
+    ``covariance=True`` also computes every camera's and point's marginal covariance at the optimum
+    (``BAResult.covariance``; timed as ``covariance_seconds``).  It needs the similarity gauge fixed
+    (``fix_cameras``: two cameras), else ``slam.marginals.SingularInformationError``: checked before the solve.
     """
+    if covariance and len(fix_cameras) < 2:
+        from ..marginals import SingularInformationError
+
+        raise SingularInformationError(
+            "covariance needs the similarity gauge of bundle adjustment fixed: fix two cameras "
+            "(fix_cameras=[0, 1]; slam ba --fix-cameras 0,1)", [0])
     start = time.perf_counter()
     least_squares, (poses, intrinsics, points) = build(problem, loss=loss, fix_intrinsics=fix_intrinsics,
                                                        fix_cameras=fix_cameras, dtype=dtype, device=device)
@@ -168,7 +185,14 @@ def optimize(
                 "fix_cameras": [int(c) for c in fix_cameras], "linear_solver": linear_solver if isinstance(linear_solver, str) else repr(linear_solver),
                 "dtype": str(dtype).removeprefix("torch."), "device": str(torch.device(device)),
                 "solver": settings_record(config)}
+    covariances, covariance_seconds = None, None
+    if covariance:
+        start = time.perf_counter()
+        marginals = result.marginals(eliminate=points)
+        covariances = {v.name: marginals.covariance(v) for v in (poses, intrinsics, points)}
+        covariance_seconds = time.perf_counter() - start
     return BAResult(problem=adjusted, initial_cost=initial_cost, final_cost=final_cost,
                     iterations=int(result.iterations[0]), converged=bool(result.converged[0]),
                     termination=result.termination[0], solve_seconds=solve_seconds, history=result.history,
-                    initial_chi2=chi2[0], final_chi2=chi2[1], robust=loss is not None, config=settings)
+                    initial_chi2=chi2[0], final_chi2=chi2[1], robust=loss is not None, config=settings,
+                    covariance=covariances, covariance_seconds=covariance_seconds)
