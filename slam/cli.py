@@ -462,7 +462,10 @@ def _pgo(args: argparse.Namespace) -> int:
                           title=f"{Path(args.file).name}: chi2 {result.initial_chi2:.4g}{start_name} -> "
                                 f"{result.final_chi2:.4g}")
         if result.covariance is not None:
-            _write_covariances(staged["covariance_file"], optimized, result.covariance)
+            fixed = torch.zeros(optimized.num_poses, dtype=torch.bool).index_fill(0, optimized.fixed, True)
+            names = "vx vy vz wx wy wz" if result.covariance.shape[-1] == 6 else "vx vy w"
+            _write_covariances(staged["covariance_file"], f"{names} (x * Exp(d): translation first, body frame)",
+                               {"covariance": result.covariance}, ids=optimized.ids.numpy(), fixed=fixed.numpy())
             log.info("covariances of %d poses in %.3f s (selected inversion)", optimized.num_poses,
                      result.covariance_seconds)
         code = _exit_code(result.converged, result.termination)
@@ -474,17 +477,14 @@ def _pgo(args: argparse.Namespace) -> int:
     return code
 
 
-def _write_covariances(path: Path, graph: Any, covariance: torch.Tensor) -> None:
-    """The per-pose covariances as ``.npz``: ``ids``, ``covariance (N, d, d)``, ``fixed (N,)`` and ``tangent``
-    (the names of the d components, in order)."""
+def _write_covariances(path: Path, tangent: str, covariances: dict[str, torch.Tensor], **arrays: Any) -> None:
+    """Covariances as ``.npz``: each of ``covariances`` in float64, ``tangent`` (what the components are,
+    in order) and any other ``arrays`` (``slam pgo``'s ``ids``, ``fixed``)."""
     import numpy as np
 
-    tangent = "vx vy vz wx wy wz" if covariance.shape[-1] == 6 else "vx vy w"
-    fixed = np.zeros(graph.num_poses, dtype=bool)
-    fixed[graph.fixed.numpy()] = True
+    tensors = {name: c.detach().to("cpu", torch.float64).numpy() for name, c in covariances.items()}
     with open(path, "wb") as stream:  # a file object: numpy adds no second .npz suffix
-        np.savez(stream, ids=graph.ids.numpy(), covariance=covariance.detach().to("cpu", torch.float64).numpy(),
-                 fixed=fixed, tangent=np.array(tangent + " (x * Exp(d): translation first, body frame)"))
+        np.savez(stream, **tensors, **arrays, tangent=np.array(tangent))
 
 
 class _Outputs(StagedOutputs):
@@ -599,12 +599,8 @@ def _ba(args: argparse.Namespace) -> int:
                                title=f"{Path(args.file).name}: chi2 {summary['initial_chi2']:.4g} -> "
                                      f"{summary['final_chi2']:.4g} ({result.iterations} iterations)")
         if result.covariance is not None:
-            import numpy as np
-
-            with open(staged["covariance_file"], "wb") as stream:  # a file object: no second .npz suffix
-                np.savez(stream, **{name: c.detach().to("cpu", torch.float64).numpy() for name, c in result.covariance.items()},
-                         tangent=np.array("camera_pose: vx vy vz wx wy wz (x * Exp(d): translation first, body frame); "
-                                          "intrinsics: f k1 k2; point: x y z"))
+            _write_covariances(staged["covariance_file"], "camera_pose: vx vy vz wx wy wz (x * Exp(d): translation "
+                               "first, body frame); intrinsics: f k1 k2; point: x y z", result.covariance)
             log.info("covariances of %d cameras and %d points in %.3f s (selected inversion, Schur ordering)",
                      problem.num_cameras, problem.num_points, result.covariance_seconds)
         code = _exit_code(result.converged, result.termination)

@@ -149,11 +149,9 @@ class GncResult:
         the final weights (``SolveResult.covariance``'s shapes; ``slam.marginals``)."""
         from ..marginals import Marginals
 
-        weighted = self.last_solve.problem
-        position = list(self.values).index(variable)  # the weighted problem keeps the variables' order
-        values = [value if value.ndim == 2 else value.unsqueeze(0) for value in self.values.values()]
-        values = [value.expand(weighted.batch_size, value.shape[-1]) for value in values]
-        out = Marginals(weighted, values).covariance(weighted.variables[position], indices)
+        weighted = self.last_solve.problem  # its variables in the input problem's order, ours in self.values
+        mine = dict(zip(weighted.variables, self.values.values()))
+        out = Marginals(weighted, mine).covariance(weighted.variables[list(self.values).index(variable)], indices)
         return out[0] if self.values[variable].ndim == 1 and weighted.batched else out  # an unbatched input
 
     def __getitem__(self, variable: Variable) -> LieGroup:
