@@ -20,6 +20,7 @@ the primitives (series, quaternion product) shared with it.
 
 from __future__ import annotations
 
+import cmath
 import math
 
 import numpy as np
@@ -36,7 +37,7 @@ from liegeo._kernels import drop_stale_cache
 drop_stale_cache(__file__, _group_kernels.CONSTANTS)  # numba's cache does not see them change
 
 if numba is not None:  # the jitted primitives shared with the group's retraction kernel
-    from liegeo._se3_kernels import _coefficients, _horner, _multiply
+    from liegeo._se3_kernels import _CANCELLING_T, _COS4, _JINV, _Q5, _SINC3, _coefficients, _horner, _multiply
 
 
 def warm_up() -> None:
@@ -87,6 +88,50 @@ if numba is not None:
                 out[p, q] = a[p, 0] * b[0, q] + a[p, 1] * b[1, q] + a[p, 2] * b[2, q]
 
     @_jit
+    def _skew3(a0, a1, a2, m):
+        m[0, 0] = 0.0; m[0, 1] = -a2; m[0, 2] = a1
+        m[1, 0] = a2; m[1, 1] = 0.0; m[1, 2] = -a0
+        m[2, 0] = -a1; m[2, 1] = a0; m[2, 2] = 0.0
+
+    @_jit
+    def _jr_inv_blocks(v0, v1, v2, w0, w1, w2, t, jinv, sinc3, cos4, q5, work):
+        """``J_r⁻¹(v, ω) = [[A, -B], [0, A]]`` into ``A = work[5]``, ``B = work[12]`` (``work[3:13]`` is
+        used), given ``t = ω·ω`` and its series coefficients (``_coefficients``).  Generic in the scalar
+        type: the curvature kernel runs it on complex steps (``_coefficients_complex``).
+
+        ``A = I + ½W + jinv W²``, ``B = A Q(-v, -ω) A`` (``W = [ω]×``)."""
+        big_w, big_v, a = work[3], work[4], work[5]
+        _skew3(w0, w1, w2, big_w)
+        a[0, 0] = w0 * w0 - t; a[0, 1] = w0 * w1; a[0, 2] = w0 * w2  # W² = ωωᵀ - t I
+        a[1, 0] = w1 * w0; a[1, 1] = w1 * w1 - t; a[1, 2] = w1 * w2
+        a[2, 0] = w2 * w0; a[2, 1] = w2 * w1; a[2, 2] = w2 * w2 - t
+        for p in range(3):
+            for q in range(3):
+                a[p, q] = (1.0 if p == q else 0.0) + 0.5 * big_w[p, q] + jinv * a[p, q]
+        # Q(-v, -ω) with V = [-v]×, W' = [-ω]× = -W
+        _skew3(-v0, -v1, -v2, big_v)
+        for p in range(3):
+            for q in range(3):
+                big_w[p, q] = -big_w[p, q]
+        wv, vw, wvw, tmp1, tmp2, q_mat = work[6], work[7], work[8], work[9], work[10], work[11]
+        _mm(big_w, big_v, wv)
+        _mm(big_v, big_w, vw)
+        _mm(wv, big_w, wvw)
+        _mm(big_w, wv, tmp1)   # W W V
+        _mm(vw, big_w, tmp2)   # V W W
+        for p in range(3):
+            for q in range(3):
+                q_mat[p, q] = (0.5 * big_v[p, q] + sinc3 * (wv[p, q] + vw[p, q] + wvw[p, q])
+                               + cos4 * (tmp1[p, q] + tmp2[p, q] - 3.0 * wvw[p, q]))
+        _mm(wvw, big_w, tmp1)  # W V W W
+        _mm(big_w, wvw, tmp2)  # W W V W
+        for p in range(3):
+            for q in range(3):
+                q_mat[p, q] += q5 * (tmp1[p, q] + tmp2[p, q])
+        _mm(a, q_mat, tmp1)
+        _mm(tmp1, a, work[12])
+
+    @_jit
     def _edge(xi, xj, z, r, jac, work, vecs):
         """Residual ``r (6,)`` and unwhitened Jacobian ``jac (6, 12)`` of one edge; ``work (16, 3, 3)`` and
         ``vecs (5, 3)`` are scratch space (no allocation per edge)."""
@@ -118,39 +163,8 @@ if numba is not None:
         r[2] = te[2] - 0.5 * wt2 + jinv * (w[0] * wt1 - w[1] * wt0)
         r[3], r[4], r[5] = w[0], w[1], w[2]
 
-        # J_r⁻¹(r) = [[A, B], [0, A]]: A = I + ½W + jinv W², B = -A Q(-v, -ω) A  (W = [ω]×)
-        big_w, big_v = work[3], work[4]
-        _skew(w, big_w)
-        a = work[5]
-        for p in range(3):
-            for q in range(3):
-                w2 = w[p] * w[q] - (t if p == q else 0.0)
-                a[p, q] = (1.0 if p == q else 0.0) + 0.5 * big_w[p, q] + jinv * w2
-        # Q(-v, -ω) with V = [-v]×, W' = [-ω]× = -W
-        neg = vecs[3]
-        neg[0], neg[1], neg[2] = -r[0], -r[1], -r[2]
-        _skew(neg, big_v)
-        for p in range(3):
-            for q in range(3):
-                big_w[p, q] = -big_w[p, q]
-        wv, vw, wvw, tmp1, tmp2, q_mat = work[6], work[7], work[8], work[9], work[10], work[11]
-        _mm(big_w, big_v, wv)
-        _mm(big_v, big_w, vw)
-        _mm(wv, big_w, wvw)
-        _mm(big_w, wv, tmp1)   # W W V
-        _mm(vw, big_w, tmp2)   # V W W
-        for p in range(3):
-            for q in range(3):
-                q_mat[p, q] = (0.5 * big_v[p, q] + sinc3 * (wv[p, q] + vw[p, q] + wvw[p, q])
-                               + cos4 * (tmp1[p, q] + tmp2[p, q] - 3.0 * wvw[p, q]))
-        _mm(wvw, big_w, tmp1)  # W V W W
-        _mm(big_w, wvw, tmp2)  # W W V W
-        for p in range(3):
-            for q in range(3):
-                q_mat[p, q] += q5 * (tmp1[p, q] + tmp2[p, q])
-        _mm(a, q_mat, tmp1)
-        b = work[12]
-        _mm(tmp1, a, b)
+        _jr_inv_blocks(r[0], r[1], r[2], w[0], w[1], w[2], t, jinv, sinc3, cos4, q5, work)
+        a, b = work[5], work[12]
         # Ad(D⁻¹) = [[Rᵀ, [p]× Rᵀ], [0, Rᵀ]] with R = R_D, p = -Rᵀ t_D
         _matrix(dx, dy, dz, dw, rot_d)
         rt = work[13]
@@ -266,4 +280,166 @@ if numba is not None:
                     for m in range(6):
                         acc += jw[m, p] * jw[m, q]
                     h[k] = acc
+                    k += 1
+
+    @_jit
+    def _coefficients_complex(t):
+        """``_coefficients`` for a complex ``t`` (the same series and switch point, on ``t.real``): analytic
+        in ``t``, so that a complex step through it differentiates ``J_r⁻¹`` exactly (``curvature_blocks``)."""
+        if t.real < _CANCELLING_T:
+            return _horner(t, _JINV), _horner(t, _SINC3), _horner(t, _COS4), _horner(t, _Q5)
+        theta = cmath.sqrt(t)
+        half = 0.5 * theta
+        s, c = cmath.sin(theta), cmath.cos(theta)
+        jinv = (1.0 - half * cmath.cos(half) / cmath.sin(half)) / t
+        return jinv, (theta - s) / (t * theta), (c - 1.0 + 0.5 * t) / (t * t), \
+            (2.0 * theta - 3.0 * s + theta * c) / (2.0 * t * t * theta)
+
+    @_jit
+    def _cross(a, b):
+        return a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]
+
+    @_jit
+    def _row_a(x, w, jinv):
+        """``xᵀ A`` with ``A = I + ½[ω]× + jinv [ω]×²`` (``xᵀ[a]× = (x × a)ᵀ``)."""
+        xw = _cross(x, w)
+        xww = _cross(xw, w)
+        return (x[0] + 0.5 * xw[0] + jinv * xww[0], x[1] + 0.5 * xw[1] + jinv * xww[1],
+                x[2] + 0.5 * xw[2] + jinv * xww[2])
+
+    @_jit
+    def _row_q(y, v, w, sinc3, cos4, q5):
+        """``yᵀ Q(v, ω)`` (``_jr_inv_blocks``' Q, term by term as nested cross products)."""
+        yw, yv = _cross(y, w), _cross(y, v)
+        ywv, yvw, yww = _cross(yw, v), _cross(yv, w), _cross(yw, w)
+        ywvw, ywwv, yvww = _cross(ywv, w), _cross(yww, v), _cross(yvw, w)
+        ywvww, ywwvw = _cross(ywvw, w), _cross(ywwv, w)
+        return (0.5 * yv[0] + sinc3 * (ywv[0] + yvw[0] + ywvw[0]) + cos4 * (ywwv[0] + yvww[0] - 3.0 * ywvw[0])
+                + q5 * (ywvww[0] + ywwvw[0]),
+                0.5 * yv[1] + sinc3 * (ywv[1] + yvw[1] + ywvw[1]) + cos4 * (ywwv[1] + yvww[1] - 3.0 * ywvw[1])
+                + q5 * (ywvww[1] + ywwvw[1]),
+                0.5 * yv[2] + sinc3 * (ywv[2] + yvw[2] + ywvw[2]) + cos4 * (ywwv[2] + yvww[2] - 3.0 * ywvw[2])
+                + q5 * (ywvww[2] + ywwvw[2]))
+
+    @_jit
+    def _lambda_jr_inv(v, w, jinv, sinc3, cos4, q5, lam_rho, lam_theta):
+        """``(λᵀ J_r⁻¹(v, ω))`` as its translation and rotation parts: ``J_r⁻¹ = [[A, -A Q(-v, -ω) A], [0, A]]``
+        applied from the left, as row-vector products (generic in the scalar type)."""
+        y = _row_a(lam_rho, w, jinv)
+        yq = _row_q(y, (-v[0], -v[1], -v[2]), (-w[0], -w[1], -w[2]), sinc3, cos4, q5)
+        yqa, ta = _row_a(yq, w, jinv), _row_a(lam_theta, w, jinv)
+        return y, (ta[0] - yqa[0], ta[1] - yqa[1], ta[2] - yqa[2])
+
+    @_jit
+    def exact_blocks(xi, xj, z, sqrt_info, rw_out, h_out, g_out):
+        """Per edge, ``normal_blocks``' outputs (scale 1) with the exact Hessian of ``½‖r_w‖²`` in ``h_out``
+        (``r_w = L r(X_i ⊕ δ_i, X_j ⊕ δ_j)``, in ``δ = (δ_i, δ_j)`` at 0): ``J_wᵀ J_w + Σ_k μ_k ∇²(L r)_k``
+        with ``μ = r_w``, packed the same way.
+
+        The second-order part: with ``λ = Lᵀ μ``, ``E(δ) = E₀ Exp(u) Exp(b)``, ``u = P δ_i``, ``P = -Ad(D⁻¹)``, ``b = δ_j`` exactly,
+        and ``Exp(u) Exp(b) = Exp(u + b + ½ ad(u) b + …)``.  So with ``A = J_r⁻¹(r)``, ``μ' = Aᵀλ``,
+        ``C[p, q] = ½ μ'ᵀ ad(e_p) e_q`` and ``N`` the Hessian of ``λᵀ Log(E₀ Exp(w))`` at ``w = 0``:
+        ``H_jj = N``, ``H_ij = Pᵀ (N + C)``, ``H_ii = Pᵀ N P``.  From ``∂Log(E₀ Exp(w))/∂w = J_r⁻¹(Log(E₀
+        Exp(w))) J_r(w)``: ``N = C + DG A`` with ``G(φ) = J_r⁻¹(φ)ᵀ λ``, whose derivative is taken by complex
+        steps (``Im G(r + i h A e_k) / h``: no difference is subtracted, so it is exact to rounding)."""
+        batch, edges = xi.shape[0], xi.shape[1]
+        r, jac, work, vecs = np.empty(6), np.empty((6, 12)), np.empty((16, 3, 3)), np.empty((5, 3))
+        jw = np.empty((6, 12))
+        lam, mu, big_n, c_mat, p_mat, tmp = (np.empty(6), np.empty(6), np.empty((6, 6)), np.empty((6, 6)),
+                                             np.empty((6, 6)), np.empty((6, 6)))
+        hess = np.empty((12, 12))
+        h = 1e-30
+        for index in range(batch * edges):
+            b, e = index // edges, index % edges
+            bz, bl = min(b, z.shape[0] - 1), min(b, sqrt_info.shape[0] - 1)
+            _edge(xi[b, e], xj[b, e], z[bz, e], r, jac, work, vecs)
+            rt, top_right = work[13], work[15]  # Ad(D⁻¹) = [[Rᵀ, [p]× Rᵀ], [0, Rᵀ]], left there by _edge
+            rw = rw_out[b, e]
+            _whiten(sqrt_info[bl, e], r, jac, 1.0, rw, jw)
+            for p in range(6):
+                acc = 0.0
+                for q in range(6):
+                    acc += sqrt_info[bl, e, q, p] * rw[q]
+                lam[p] = acc
+            for p in range(6):  # μ' = Aᵀ λ, A = jac[:, 6:]
+                acc = 0.0
+                for q in range(6):
+                    acc += jac[q, 6 + p] * lam[q]
+                mu[p] = acc
+            # C = ½ M, μ'ᵀ [ξ₁, ξ₂] = ξ₁ᵀ M ξ₂ with M = -[[0, [μ'_ρ]×], [[μ'_ρ]×, [μ'_θ]×]]
+            skew_rho, skew_theta = work[0], work[1]  # free after _edge
+            _skew3(mu[0], mu[1], mu[2], skew_rho)
+            _skew3(mu[3], mu[4], mu[5], skew_theta)
+            for p in range(3):
+                for q in range(3):
+                    c_mat[p, q] = 0.0
+                    c_mat[p, 3 + q] = -0.5 * skew_rho[p, q]
+                    c_mat[3 + p, q] = -0.5 * skew_rho[p, q]
+                    c_mat[3 + p, 3 + q] = -0.5 * skew_theta[p, q]
+            # N = C + DG A, a column per complex step along A e_k.  The coefficients depend on t = ω·ω only:
+            # one complex step in t gives their derivatives, and each direction's complex coefficients
+            # follow from its dt = 2 ω·(A e_k)_ω without further trigonometry.
+            t0 = r[3] * r[3] + r[4] * r[4] + r[5] * r[5]
+            dj, ds, dc, dq = _coefficients_complex(t0 + 1j * h)
+            jinv0, sinc30, cos40, q50 = dj.real, ds.real, dc.real, dq.real
+            dj, ds, dc, dq = dj.imag, ds.imag, dc.imag, dq.imag  # h times the derivatives in t
+            for k in range(6):
+                ak = (jac[0, 6 + k], jac[1, 6 + k], jac[2, 6 + k], jac[3, 6 + k], jac[4, 6 + k], jac[5, 6 + k])
+                dt = 2.0 * (r[3] * ak[3] + r[4] * ak[4] + r[5] * ak[5])
+                jinv, sinc3 = jinv0 + 1j * (dj * dt), sinc30 + 1j * (ds * dt)
+                cos4, q5 = cos40 + 1j * (dc * dt), q50 + 1j * (dq * dt)
+                g_rho, g_theta = _lambda_jr_inv(
+                    (r[0] + 1j * (h * ak[0]), r[1] + 1j * (h * ak[1]), r[2] + 1j * (h * ak[2])),
+                    (r[3] + 1j * (h * ak[3]), r[4] + 1j * (h * ak[4]), r[5] + 1j * (h * ak[5])),
+                    jinv, sinc3, cos4, q5, (lam[0] + 0j, lam[1] + 0j, lam[2] + 0j), (lam[3] + 0j, lam[4] + 0j, lam[5] + 0j))
+                for p in range(3):
+                    big_n[p, k] = c_mat[p, k] + g_rho[p].imag / h
+                    big_n[3 + p, k] = c_mat[3 + p, k] + g_theta[p].imag / h
+            for p in range(6):  # symmetric up to rounding: take its symmetric part
+                for q in range(p):
+                    avg = 0.5 * (big_n[p, q] + big_n[q, p])
+                    big_n[p, q] = avg
+                    big_n[q, p] = avg
+            # P = -Ad(D⁻¹)
+            for p in range(3):
+                for q in range(3):
+                    p_mat[p, q] = -rt[p, q]
+                    p_mat[p, 3 + q] = -top_right[p, q]
+                    p_mat[3 + p, q] = 0.0
+                    p_mat[3 + p, 3 + q] = -rt[p, q]
+            for p in range(6):  # tmp = N + C
+                for q in range(6):
+                    tmp[p, q] = big_n[p, q] + c_mat[p, q]
+            for p in range(6):
+                for q in range(6):
+                    hess[6 + p, 6 + q] = big_n[p, q]
+                    acc = 0.0
+                    for m in range(6):
+                        acc += p_mat[m, p] * tmp[m, q]
+                    hess[p, 6 + q] = acc  # H_ij = Pᵀ (N + C)
+                    hess[6 + q, p] = acc
+            for p in range(6):  # H_ii = Pᵀ N P
+                for q in range(6):
+                    acc = 0.0
+                    for m in range(6):
+                        acc += big_n[m, q] * p_mat[m, p]
+                    tmp[p, q] = acc  # (Pᵀ N)[p, q]
+            for p in range(6):
+                for q in range(6):
+                    acc = 0.0
+                    for m in range(6):
+                        acc += tmp[p, m] * p_mat[m, q]
+                    hess[p, q] = acc
+            o, g = h_out[b, e], g_out[b, e]
+            k = 0
+            for p in range(12):
+                acc = 0.0
+                for m in range(6):
+                    acc += jw[m, p] * rw[m]
+                g[p] = acc
+                for q in range(p + 1):
+                    acc = 0.5 * (hess[p, q] + hess[q, p])
+                    for m in range(6):
+                        acc += jw[m, p] * jw[m, q]
+                    o[k] = acc
                     k += 1

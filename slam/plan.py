@@ -24,6 +24,9 @@ class CostPlan:
     instances: int
     linearization: str
     """``"fused kernel (module)"``, ``"analytic Jacobians"`` or ``"autodiff (mode)"``."""
+    exact_hessian: str = "autodiff"
+    """What gives the exact Hessian blocks (``Cost.exact_blocks``) for the implicit backward: ``"fused kernel
+    (module)"`` or ``"autodiff"``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +59,8 @@ class Plan:
         """A few lines for a person: sizes, and what runs each cost and variable table."""
         lines = [f"{self.unknowns} unknowns, {self.structure.nnz} nonzeros in the lower triangle of H, batch "
                  f"{self.batch_size}, {str(self.dtype).removeprefix('torch.')} on {self.device}"]
-        lines += [f"  cost {c.name}: {c.instances} instances, {c.linearization}" for c in self.costs]
+        lines += [f"  cost {c.name}: {c.instances} instances, {c.linearization}; exact Hessian {c.exact_hessian}"
+                  for c in self.costs]
         lines += [f"  variable {v.name}: {v.elements} {v.group} ({v.free} free), retraction {v.retraction}"
                   for v in self.variables]
         return "\n".join(lines)

@@ -16,6 +16,7 @@ from torch import Tensor
 from liegeo import LieGroup
 
 from .costs.base import Cost
+from .robust import RobustLoss
 from .plan import CostPlan, Plan, VariablePlan
 from .structure import Structure, analyze, structure_key
 from .variables import Variable
@@ -100,7 +101,8 @@ class Problem:
             structure = _STRUCTURES[key].for_problem()
             self._plan = Plan(
                 structure=structure,
-                costs=tuple(CostPlan(c.name, c.num, c.linearization_path(self.dtype, self.device)) for c in self.costs),
+                costs=tuple(CostPlan(c.name, c.num, c.linearization_path(self.dtype, self.device),
+                                     c.exact_blocks_path(self.dtype, self.device)) for c in self.costs),
                 variables=tuple(VariablePlan(v.name, type(v.value).__name__, v.num, t.num_free,
                                              type(v.value).retraction_path(self.dtype, self.device))
                                 for v, t in zip(self.variables, structure.tables)),
@@ -180,6 +182,36 @@ class Problem:
                                             & torch.isfinite(g).all()):
                 raise self.nonfinite_error(values, total=total, h=h, g=g)
         return h, g, total
+
+    def exact_hessian(self, values: Values) -> tuple[Tensor, Tensor]:
+        """The exact Hessian of ``F(x ⊕ δ)`` at ``δ = 0`` in ``H``'s pattern, ``(B, nnz)``, and ``F`` ``(B,)``.
+
+        Per instance, ``ρ' (JᵀJ + Σ_k r_k ∇²r_k) + 2ρ'' (Jᵀr)(Jᵀr)ᵀ`` (``r``, ``J`` whitened; ``ρ' = 1``,
+        ``ρ'' = 0`` without a robust loss): each cost's ``Cost.exact_blocks`` (its fused kernel where it has
+        one) and the loss's second derivative.  It has
+        the sparsity of ``JᵀJ`` (an instance couples only its own arguments).  Meant for the implicit
+        backward (``slam.optim.implicit``); nothing here is differentiable.
+        """
+        contributions, total = [], torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            for cost in self.costs:
+                gathered = self._gather(cost, values)
+                r, h, jtr = cost.exact_blocks(gathered, self.batch_size)
+                total = total + self._instance_cost(cost, r).expand(self.batch_size, cost.num).sum(-1)
+                if cost.loss is not None:
+                    w, dw = _loss_derivatives(cost.loss, (r * r).sum(-1))
+                    outer = jtr.unsqueeze(-1) * jtr.unsqueeze(-2)
+                    if h.dim() == jtr.dim():  # packed (Linearization.jtj)
+                        a, b = torch.tril_indices(jtr.shape[-1], jtr.shape[-1], device=jtr.device)
+                        outer = outer[..., a, b]
+                    shape = (*w.shape, *([1] * (h.dim() - w.dim())))
+                    # An instance the loss ignores (ρ' = ρ'' = 0: Tukey's tails) adds nothing, even where
+                    # its unweighted blocks overflow (0 · inf would be nan).
+                    used = ((w != 0) | (dw != 0)).reshape(shape)
+                    h = torch.where(used, w.reshape(shape) * h + 2.0 * dw.reshape(shape) * outer, torch.zeros_like(h))
+                contributions.append((h, jtr))
+            hessian, _ = self.structure.assemble(contributions, self.batch_size)
+        return hessian, total
 
     def gradient(self, values: Values) -> tuple[Tensor, Tensor]:
         """``g = Jᵀr`` ``(B, n)`` and ``F`` ``(B,)`` at ``values``, as ``linearize`` gives them, without
@@ -295,6 +327,15 @@ class Problem:
             if table.offset <= column < table.offset + table.num_free * table.dim:
                 return f"{variable.name}[{int(table.free[(column - table.offset) // table.dim])}]"
         return f"column {column}"
+
+
+def _loss_derivatives(loss: RobustLoss, s: Tensor) -> tuple[Tensor, Tensor]:
+    """``ρ'(s)`` and ``ρ''(s)`` of a robust loss, the second by autograd of its ``weight`` (elementwise)."""
+    with torch.enable_grad():
+        s = s.detach().requires_grad_(True)
+        w = loss.weight(s)
+        (dw,) = torch.autograd.grad(w.sum(), s, allow_unused=True) if w.requires_grad else (None,)
+    return w.detach(), torch.zeros_like(s) if dw is None else dw.detach()
 
 
 def _instance_error(cost: Cost, quantity: str, b: int, e: int, batch: int, detail: str = "") -> NonFiniteError:

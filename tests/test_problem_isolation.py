@@ -87,9 +87,11 @@ def test_the_plan_is_made_once_and_names_what_runs():
 
     if numba_available():
         assert "fused kernel" in cost.linearization and "fused kernel" in variable.retraction
+        assert "fused kernel" in cost.exact_hessian  # SE(3) between edges
     float32, _ = graph.to(dtype=torch.float32).problem()
     plan32 = float32.analyze()
     assert plan32.costs[0].linearization == "analytic Jacobians" and plan32.variables[0].retraction == "torch"
+    assert plan32.costs[0].exact_hessian == "autodiff"
     assert plan32.structure.pattern is plan.structure.pattern  # one analysis per shape
     assert "between" in plan.describe()
 

@@ -139,6 +139,26 @@ class Cost:
         jt = j.mT
         return Linearization(r, j, jt @ j, (jt @ r.unsqueeze(-1)).squeeze(-1))
 
+    def exact_blocks(self, values: Sequence[LieGroup], batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``(r, H, g)`` per instance, before any robust loss: the whitened residual ``r (B, E, m)``, the
+        exact Hessian of ``½‖W r(x ⊕ δ)‖²`` in the arguments' stacked right tangents ``δ`` at 0, ``H = JᵀJ +
+        Σ_k r_k ∇²r_k`` (``(B, E, D, D)``, or packed like ``Linearization.jtj``), and ``g = Jᵀr (B, E, D)``.
+
+        By default ``linearize`` plus the second-order part by autograd (``autodiff_curvature``); a cost
+        with a fused kernel overrides it in its module (``exact_blocks_path`` names it)."""
+        r, _, jtj, jtr = self.linearize(values, batch_size)
+        curvature = autodiff_curvature(self.whitened_residual, values, r)
+        if jtj.dim() == jtr.dim():  # packed
+            a, b = torch.tril_indices(curvature.shape[-1], curvature.shape[-1], device=curvature.device)
+            curvature = curvature[..., a, b]
+        return r, jtj + curvature, jtr
+
+    def exact_blocks_path(self, dtype: torch.dtype, device: torch.device | str) -> str:
+        """How ``exact_blocks`` runs for values of this dtype and device: ``"autodiff"``, or the fused
+        kernel a cost with one names (``Implicit(exact_solve="auto")`` solves the exact Hessian directly only
+        where every cost's is fused)."""
+        return "autodiff"
+
     def linearization_path(self, dtype: torch.dtype, device: torch.device | str) -> str:
         """How ``linearize`` runs for values of this dtype and device when nothing needs autograd:
         ``"analytic Jacobians"``, ``"autodiff"``, or the fused kernel a cost with a fast path names
@@ -261,3 +281,23 @@ def _forward_jacobians(
 
         jacobians.append(torch.func.vmap(column)(basis).movedim(0, -1))
     return jacobians
+
+
+def autodiff_curvature(whitened: Callable[[list[LieGroup]], Tensor], values: Sequence[LieGroup],
+                       multipliers: Tensor) -> Tensor:
+    """``Σ_k μ_k ∇²(W r)_k`` per instance ``(B, E, D, D)``: the Hessian of ``μᵀ whitened(x ⊕ δ)`` in the
+    stacked right tangents ``δ`` at 0, for fixed ``multipliers μ: (B, E, m)``.  Instances are independent,
+    so one double backward per tangent column gives every instance's row at once."""
+    with torch.enable_grad():
+        deltas = [torch.zeros(*v.shape, v.tangent_dim, dtype=v.dtype, device=v.device, requires_grad=True)
+                  for v in values]
+        rw = whitened([v.retract(d) for v, d in zip(values, deltas)])
+        grads = torch.autograd.grad((rw * multipliers.detach()).sum(), deltas, create_graph=True, allow_unused=True)
+        gradient = torch.cat([torch.zeros_like(d) if g is None else g for g, d in zip(grads, deltas)], dim=-1)
+        rows = []
+        for c in range(gradient.shape[-1]):
+            row = (torch.autograd.grad(gradient[..., c].sum(), deltas, retain_graph=True, allow_unused=True)
+                   if gradient.requires_grad else (None,) * len(deltas))
+            rows.append(torch.cat([torch.zeros_like(d) if g is None else g for g, d in zip(row, deltas)], dim=-1))
+    hessian = torch.stack(rows, dim=-2).detach()
+    return hessian.expand(*multipliers.shape[:-1], *hessian.shape[-2:])

@@ -176,9 +176,9 @@ class Truncated:
 class Implicit:
     """Implicit function theorem at the solution x*: ``dx*/dθ = -H⁻¹ ∂g/∂θ``; memory independent of iterations.
 
-    ``hessian="exact"`` uses the true Hessian of the cost in the tangent chart (solved by conjugate
-    gradients on Hessian-vector products, preconditioned with the Gauss-Newton factorization): exact
-    gradients at a minimum, matching unrolling at convergence.  ``hessian="gauss_newton"`` uses ``JᵀJ``
+    ``hessian="exact"`` uses the true Hessian of the cost in the tangent chart (factorized directly, or
+    solved by conjugate gradients on Hessian-vector products preconditioned with the Gauss-Newton
+    factorization: ``exact_solve``): exact gradients at a minimum, matching unrolling at convergence.  ``hessian="gauss_newton"`` uses ``JᵀJ``
     only: one solve, exact when the residuals vanish.
     """
 
@@ -199,7 +199,19 @@ class Implicit:
     (``benchmarks/backward.py``, mode implicit-differences).  ``wᵀ ∂g/∂θ`` is one exact double backward
     either way."""
 
+    exact_solve: Literal["auto", "direct", "cg"] = "auto"
+    """How ``H w = v`` is solved with the exact Hessian.  ``"direct"``: ``H`` is assembled from every
+    cost's Gauss-Newton blocks, second-order residual terms and robust ``ρ''`` terms
+    (``Problem.exact_hessian``, ``Cost.exact_blocks``; it has ``JᵀJ``'s sparsity) and factorized once by the problem's linear
+    solver: exact to rounding, about one LM iteration; where that ``H`` is not positive definite, CG
+    (which then falls back to Gauss-Newton) takes over.  ``"cg"``: conjugate gradients on ``products``,
+    preconditioned with the Gauss-Newton factorization.  ``"auto"`` (default): direct where every cost's
+    second-order terms have a fused kernel (``Cost.exact_blocks_path``; autodiff takes one double backward per
+    tangent column, more than CG's few products), else CG."""
+
     def __post_init__(self) -> None:
+        if self.exact_solve not in ("auto", "direct", "cg"):
+            raise ValueError(f"Implicit exact_solve must be auto, direct or cg, got {self.exact_solve!r}")
         if self.hessian not in ("exact", "gauss_newton"):
             raise ValueError(f"Implicit hessian must be exact or gauss_newton, got {self.hessian!r}")
         if self.products not in ("autograd", "differences"):

@@ -8,10 +8,14 @@ gradient ``v``, solve ``H w = v`` and send ``-w`` back into the graph of ``g``, 
 autograd turns into ``-wᵀ ∂g/∂θ`` for every input θ.
 
 The graph is one evaluation of the cost at x* (plus its first derivative), whatever the
-number of iterations that found x*.  With ``hessian="exact"``, ``H w = v`` is solved by
-conjugate gradients on Hessian-vector products, preconditioned with the factorized
-Gauss-Newton matrix ``JᵀJ``, which usually converges in a few iterations because the
-second-order residual terms are small; ``"gauss_newton"`` uses ``JᵀJ`` alone.
+number of iterations that found x*.  With ``hessian="exact"``, ``H w = v`` is solved either directly
+(``Implicit.exact_solve``): ``H`` assembled from every cost's exact blocks (``Problem.exact_hessian``:
+Gauss-Newton blocks, second-order residual terms, robust ``ρ''`` terms; the fused SE(3) kernel
+computes them in one pass per edge) and factorized once by the problem's linear solver; or by
+conjugate gradients on Hessian-vector products, preconditioned with the factorized Gauss-Newton
+matrix ``JᵀJ``, which usually converges in a few iterations because the second-order residual terms
+are small.  CG also takes over where the assembled ``H`` is not positive definite.  ``"gauss_newton"``
+uses ``JᵀJ`` alone.
 
 The Hessian-vector products (``Implicit.products``) come either from double backward through
 ``g``'s torch graph, or from central differences of the gradient along the retraction, which each
@@ -80,20 +84,21 @@ def implicit_solution(problem: Problem, solution: Values, solver: LinearSolver, 
                                                                      scale.expand(-1, structure.n)))
         # Failures that only a solve reveals (an iterative solver) are checked in the backward pass.
     hessian_times = None
-    if mode.hessian == "exact" and _checked_products(problem, mode) == "differences":
+    direct = _direct_solver(problem, solution, solver) if _uses_direct(problem, mode) else None
+    if mode.hessian == "exact" and direct is None and _checked_products(problem, mode) == "differences":
         if g is None:
             with torch.no_grad():
                 g, _ = problem.gradient(solution)
         hessian_times = functools.partial(_difference_hvp, problem, solution, g.detach())
     if lazy:
-        step = _LazyImplicitStep.apply(problem, solution, factorization, mode, hessian_times,
+        step = _LazyImplicitStep.apply(problem, solution, factorization, mode, hessian_times, direct,
                                        *_implicit_inputs(problem, solution))
         return problem.retract(solution, step)
     delta = torch.zeros(problem.batch_size, structure.n, dtype=problem.dtype, device=problem.device, requires_grad=True)
     with torch.enable_grad():
         cost = problem.cost(problem.retract(solution, delta)).sum()
         (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
-    step = _ImplicitStep.apply(gradient, delta, factorization, mode, hessian_times)
+    step = _ImplicitStep.apply(gradient, delta, factorization, mode, hessian_times, direct)
     return problem.retract(solution, step)
 
 
@@ -107,16 +112,17 @@ class _ImplicitStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, gradient: Tensor, delta: Tensor, factorization: Factorization, mode: Implicit,
-                hessian_times: Callable[[Tensor], Tensor] | None) -> Tensor:
-        ctx.factorization, ctx.mode, ctx.hessian_times = factorization, mode, hessian_times
+                hessian_times: Callable[[Tensor], Tensor] | None, direct: DirectSolve | None) -> Tensor:
+        ctx.factorization, ctx.mode, ctx.hessian_times, ctx.direct = factorization, mode, hessian_times, direct
         ctx.gradient, ctx.delta = gradient, delta  # kept with their graphs for Hessian-vector products
         return torch.zeros_like(gradient)
 
     @staticmethod
-    def backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, None, None, None, None]:
-        w = _solve_implicit(ctx.hessian_times or _autograd_hvp(ctx.gradient, ctx.delta), ctx.factorization, v, ctx.mode)
-        del ctx.gradient, ctx.delta, ctx.hessian_times
-        return -w, None, None, None, None
+    def backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
+        w = _solve_implicit(ctx.hessian_times or _autograd_hvp(ctx.gradient, ctx.delta), ctx.factorization, v, ctx.mode,
+                            ctx.direct)
+        del ctx.gradient, ctx.delta, ctx.hessian_times, ctx.direct
+        return -w, None, None, None, None, None
 
 
 class _LazyImplicitStep(torch.autograd.Function):
@@ -126,9 +132,9 @@ class _LazyImplicitStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, problem: Problem, solution: Values, factorization: Factorization, mode: Implicit,
-                hessian_times: Callable[[Tensor], Tensor] | None, *inputs: Tensor) -> Tensor:
+                hessian_times: Callable[[Tensor], Tensor] | None, direct: DirectSolve | None, *inputs: Tensor) -> Tensor:
         ctx.problem, ctx.solution, ctx.factorization, ctx.mode = problem, solution, factorization, mode
-        ctx.hessian_times = hessian_times
+        ctx.hessian_times, ctx.direct = hessian_times, direct
         return torch.zeros(problem.batch_size, problem.structure.n, dtype=problem.dtype, device=problem.device)
 
     @staticmethod
@@ -139,12 +145,43 @@ class _LazyImplicitStep(torch.autograd.Function):
             delta = torch.zeros_like(v, requires_grad=True)
             cost = problem.cost(problem.retract(solution, delta)).sum()
             (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
-            w = _solve_implicit(ctx.hessian_times or _autograd_hvp(gradient, delta), ctx.factorization, v, ctx.mode)
+            w = _solve_implicit(ctx.hessian_times or _autograd_hvp(gradient, delta), ctx.factorization, v, ctx.mode,
+                                ctx.direct)
             targets = _implicit_inputs(problem, solution)
             # A scalar output, not grad_outputs=: torch 2.13 checks grad_outputs' shapes with
             # torch.fx.experimental.symbolic_shapes, whose import (sympy) takes ~1.2 s on a process's first call.
             grads = torch.autograd.grad((gradient * -w).sum(), targets, allow_unused=True)
-        return (None, None, None, None, None, *grads)
+        return (None, None, None, None, None, None, *grads)
+
+
+DirectSolve = Callable[[Tensor], tuple[Tensor, Tensor]]
+"""``v -> (H⁻¹ v, ok (B,))`` with the assembled exact Hessian (``_direct_solver``)."""
+
+
+def _uses_direct(problem: Problem, mode: Implicit) -> bool:
+    """Whether ``mode`` solves the exact system directly for ``problem`` (``Implicit.exact_solve``)."""
+    if mode.hessian != "exact" or mode.exact_solve == "cg":
+        return False
+    if mode.exact_solve == "direct":
+        return True
+    return all(cost.exact_blocks_path(problem.dtype, problem.device) != "autodiff" for cost in problem.costs)
+
+
+def _direct_solver(problem: Problem, solution: Values, solver: LinearSolver) -> DirectSolve:
+    """``H⁻¹ v`` with the exact Hessian at ``solution``, assembled and factorized on the first call (in the
+    backward pass, so a forward pass that no backward follows pays nothing)."""
+    values = [value.detach() for value in solution]
+    factorization: list[Factorization] = []
+
+    def solve(v: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            if not factorization:
+                h, _ = problem.exact_hessian(values)
+                factorization.append(solver.factorize(problem.structure, h))
+            w = factorization[0].solve(v.detach())
+            return w, factorization[0].ok & torch.isfinite(w).all(-1)
+
+    return solve
 
 
 def _checked_products(problem: Problem, mode: Implicit) -> str:
@@ -191,10 +228,17 @@ def _implicit_inputs(problem: Problem, solution: Values) -> list[Tensor]:
 
 
 def _solve_implicit(hessian_times: Callable[[Tensor], Tensor], factorization: Factorization, v: Tensor,
-                    mode: Implicit) -> Tensor:
+                    mode: Implicit, direct: DirectSolve | None = None) -> Tensor:
     """``w = H⁻¹ v`` with ``mode``'s Hessian (exact, or Gauss-Newton's factorization alone)."""
     if mode.hessian == "gauss_newton":
         return _checked_solve(factorization, v)
+    if direct is not None:
+        w, ok = direct(v)
+        if bool(ok.all()):
+            return w
+        log.info("implicit backward: the exact Hessian is not positive definite at the solution of %d problem(s); "
+                 "solving there by conjugate gradients", int((~ok).sum()))
+        return torch.where(ok.unsqueeze(-1), w, _exact_solve(hessian_times, factorization, v, mode))
     return _exact_solve(hessian_times, factorization, v, mode)
 
 
