@@ -51,6 +51,7 @@ def warm_up() -> None:
     residuals(x, x, x, eye, np.zeros((1, 1, 6)))
     normal_blocks(x, x, x, eye, np.ones((1, 1)), np.zeros((1, 1, 6)), np.zeros((1, 1, 6, 12)), np.zeros((1, 1, 78)),
                   np.zeros((1, 1, 12)))
+    exact_blocks(x, x, x, eye, np.zeros((1, 1, 6)), np.zeros((1, 1, 78)), np.zeros((1, 1, 12)))  # implicit backward
     _group_kernels.warm_up()  # SE3.retract_step
 
 
