@@ -220,32 +220,34 @@ def _factorize(values, slots, cp, ci, cblock, ctransposed, diagonal_block, paren
                 i = stack[t]
                 li_ii = ldiag[b, i]
                 yi = y[i]
-                for w in range(d):  # forward substitution, column by column of y_i
-                    for u in range(d):
-                        acc = yi[u, w]
-                        for m in range(u):
-                            acc -= li_ii[u, m] * x[m, w]
-                        x[u, w] = acc / li_ii[u, u]
+                for u in range(d):  # forward substitution, row by row of X_i (rows are contiguous)
+                    for w in range(d):
+                        x[u, w] = yi[u, w]
+                    for m in range(u):
+                        a = li_ii[u, m]
+                        for w in range(d):
+                            x[u, w] -= a * x[m, w]
+                    inverse = 1.0 / li_ii[u, u]
+                    for w in range(d):
+                        x[u, w] *= inverse
                 end = lp[i] + filled[i]
                 for p in range(lp[i], end):
                     r = li[p]
                     lri, yr = lx[b, p], y[r]
-                    for u in range(d):
-                        for w in range(d):
-                            acc = 0.0
-                            for m in range(d):
-                                acc += lri[u, m] * x[m, w]
-                            yr[u, w] -= acc
+                    for u in range(d):  # (u, m, w) order: the innermost loop runs along rows of x and y
+                        for m in range(d):
+                            a = lri[u, m]
+                            for w in range(d):
+                                yr[u, w] -= a * x[m, w]
                 lki = lx[b, end]  # L[k, i] = X_iᵀ
                 for u in range(d):
                     for w in range(d):
                         lki[u, w] = x[w, u]
-                for u in range(d):  # diag -= X_iᵀ X_i (lower triangle)
-                    for w in range(u + 1):
-                        acc = 0.0
-                        for m in range(d):
-                            acc += x[m, u] * x[m, w]
-                        diag[u, w] -= acc
+                for m in range(d):  # diag -= X_iᵀ X_i (lower triangle), along rows of X_i
+                    for u in range(d):
+                        a = x[m, u]
+                        for w in range(u + 1):
+                            diag[u, w] -= a * x[m, w]
                 filled[i] += 1
                 for u in range(d):
                     for w in range(d):

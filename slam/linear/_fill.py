@@ -5,10 +5,13 @@ factorizations by ``flops / nnz(L)``, switching at 40.  Normal equations of pose
 block-sparse problems come in 3x3 and 6x6 blocks whose supernodes are small: measured on the pose
 graphs of ``../shared/data`` (1 thread, ``benchmarks/sparse_factorization.py``), the block
 factorization (``_block_cholesky``) is 2.4-2.9x faster than CHOLMOD's simplicial one up to
-``flops / nnz(L)`` of 100 (smallGrid3D, intel, parking-garage, city10000); at 259 (sphere2500) the
-block one is 1.2-1.45x faster than CHOLMOD's supernodal one on 1 thread, but the supernodal one's
-BLAS uses every core (2 here: 0.79x), so the switch stays between 100 and 259.  ``cholesky_work`` gives
-that ratio for an ordering, so that the sparse solver can pick the factorization per structure.
+``flops / nnz(L)`` of 100 (smallGrid3D, intel, parking-garage, city10000).  Above that, against
+CHOLMOD's supernodal one (BLAS), with the ratio ``d·flops / nnz(L)`` of the block ordering the sparse
+solver uses: 210 (a 4,096-pose cube grid, 0.5 loops per pose) block 1.9x faster; 231 (sphere2500)
+block 1.2-1.5x faster on 1 thread and 1.3x with BLAS on 2; 425 (3,000-pose cube, 1 loop per pose)
+supernodal 1.4x faster; 540 and 819 (4,096 and 8,000 poses, 1 loop per pose) supernodal 1.4x and
+2.4x faster.  So the switch sits between 231 and 425.  ``cholesky_work`` gives that ratio for an
+ordering, so that the sparse solver can pick the factorization per structure.
 """
 
 from __future__ import annotations
@@ -17,9 +20,14 @@ import numpy as np
 
 from liegeo._kernels import numba_available
 
-SUPERNODAL_SWITCH = 160.0
+SIMPLICIAL_SWITCH = 160.0
+"""Where the block factorization does not apply (d = 1): CHOLMOD's supernodal factorization at or above
+this ``flops / nnz(L)``, its simplicial one below (simplicial measured faster up to 100, supernodal 1.8x
+faster at 259: ``benchmarks/sparse_factorization.py``)."""
+
+SUPERNODAL_SWITCH = 300.0
 """Supernodal (BLAS) at or above this ``flops / nnz(L)``, block or simplicial below (between the measured
-100 and 259; see the module doc)."""
+231, where the block factorization is faster, and 425, where the supernodal one is; see the module doc)."""
 
 
 def cholesky_work(indptr: np.ndarray, indices: np.ndarray, perm: np.ndarray) -> tuple[int, float]:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ._fill import SUPERNODAL_SWITCH, cholesky_work
+from ._fill import SIMPLICIAL_SWITCH, SUPERNODAL_SWITCH, cholesky_work
 
 
 def _cholmod() -> Any:
@@ -333,7 +333,7 @@ class BatchedSparseCholesky:
         if mode == "simplicial":
             return simplicial, "simplicial"
         lnz, flops = cholesky_work(self.pattern.indptr, self.pattern.indices, simplicial.P())
-        if flops / lnz < SUPERNODAL_SWITCH:
+        if flops / lnz < SIMPLICIAL_SWITCH:
             return simplicial, "simplicial"
         return cholmod.analyze(self._matrix, mode="supernodal", use_long=use_long), "supernodal"
 
