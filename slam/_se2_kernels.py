@@ -17,6 +17,7 @@ and near-π relative rotations.
 
 from __future__ import annotations
 
+import cmath
 import math
 
 import numpy as np
@@ -48,6 +49,7 @@ def warm_up() -> None:
     residuals(x, x, x, eye, np.zeros((1, 1, 3)))
     normal_blocks(x, x, x, eye, np.ones((1, 1)), np.zeros((1, 1, 3)), np.zeros((1, 1, 3, 6)), np.zeros((1, 1, 21)),
                   np.zeros((1, 1, 6)))
+    exact_blocks(x, x, x, eye, np.zeros((1, 1, 3)), np.zeros((1, 1, 21)), np.zeros((1, 1, 6)))  # implicit backward
     from liegeo import _se2_kernels as _group_kernels
 
     _group_kernels.warm_up()  # SE2.retract_step
@@ -173,4 +175,107 @@ if numba is not None:
                 g[p] = jw[0, p] * rw[0] + jw[1, p] * rw[1] + jw[2, p] * rw[2]
                 for q in range(p + 1):
                     h[k] = jw[0, p] * jw[0, q] + jw[1, p] * jw[1, q] + jw[2, p] * jw[2, q]
+                    k += 1
+
+    @_jit
+    def _coefficients_complex(t):
+        """``jinv, sinc3, cosc`` of a complex ``t = θ²`` (the real kernels' series and switch points, on
+        ``t.real``): analytic in ``t``, for the complex steps of ``exact_blocks``."""
+        if t.real < _CANCELLING_T:
+            jinv, sinc3 = _horner(t, _JINV), _horner(t, _SINC3)
+        else:
+            theta = cmath.sqrt(t)
+            half = 0.5 * theta
+            jinv = (1.0 - half * cmath.cos(half) / cmath.sin(half)) / t
+            sinc3 = (theta - cmath.sin(theta)) / (t * theta)
+        if t.real < _BENIGN_T:
+            cosc = _horner(t, _COSC)
+        else:
+            s = cmath.sin(0.5 * cmath.sqrt(t))
+            cosc = 2.0 * s * s / t
+        return jinv, sinc3, cosc
+
+    @_jit
+    def _lambda_jr_inv(r0, r1, theta, t, jinv, sinc3, cosc, lam0, lam1, lam2):
+        """``J_r⁻¹(r)ᵀ λ`` (``_edge``'s ``J_r⁻¹``), generic in the scalar type."""
+        alpha = 1.0 - t * jinv
+        half = 0.5 * theta
+        c = theta * sinc3
+        m1, m2 = r0 * c - r1 * cosc, r0 * cosc + r1 * c
+        a02 = -(alpha * m1 - half * m2)
+        a12 = -(half * m1 + alpha * m2)
+        return alpha * lam0 + half * lam1, alpha * lam1 - half * lam0, a02 * lam0 + a12 * lam1 + lam2
+
+    @_jit
+    def exact_blocks(xi, xj, z, sqrt_info, rw_out, h_out, g_out):
+        """Per edge, ``normal_blocks``' outputs (scale 1) with the exact Hessian of ``½‖r_w‖²`` in ``h_out``:
+        ``J_wᵀ J_w + Σ_k μ_k ∇²(L r)_k`` with ``μ = r_w``, packed the same way.  The second-order part as in
+        ``slam._se3_kernels.exact_blocks`` (``H_jj = N``, ``H_ij = Pᵀ (N + C)``, ``H_ii = Pᵀ N P`` with
+        ``P = -Ad(D⁻¹)``, ``C[p, q] = ½ μ'ᵀ [e_p, e_q]``, ``N = C + DG A``, ``G(φ) = J_r⁻¹(φ)ᵀ λ`` by complex
+        steps); SE(2)'s bracket is ``[(v₁, θ₁), (v₂, θ₂)] = (θ₁ J v₂ - θ₂ J v₁, 0)``, ``J = [[0, -1], [1, 0]]``."""
+        batch, edges = xi.shape[0], xi.shape[1]
+        r, jac, jw = np.empty(3), np.empty((3, 6)), np.empty((3, 6))
+        big_n, c_mat, p_mat, tmp, hess = (np.empty((3, 3)), np.zeros((3, 3)), np.zeros((3, 3)), np.empty((3, 3)),
+                                          np.empty((6, 6)))
+        h = 1e-30
+        for index in range(batch * edges):
+            b, e = index // edges, index % edges
+            bz, bl = min(b, z.shape[0] - 1), min(b, sqrt_info.shape[0] - 1)
+            _edge(xi[b, e], xj[b, e], z[bz, e], r, jac)
+            m, rw = sqrt_info[bl, e], rw_out[b, e]
+            for p in range(3):
+                rw[p] = m[p, 0] * r[0] + m[p, 1] * r[1] + m[p, 2] * r[2]
+                for c in range(6):
+                    jw[p, c] = m[p, 0] * jac[0, c] + m[p, 1] * jac[1, c] + m[p, 2] * jac[2, c]
+            lam0 = m[0, 0] * rw[0] + m[1, 0] * rw[1] + m[2, 0] * rw[2]  # λ = Lᵀ r_w
+            lam1 = m[0, 1] * rw[0] + m[1, 1] * rw[1] + m[2, 1] * rw[2]
+            lam2 = m[0, 2] * rw[0] + m[1, 2] * rw[1] + m[2, 2] * rw[2]
+            t0 = r[2] * r[2]
+            cj, cs, cc = _coefficients_complex(t0 + 1j * h)
+            mu0, mu1, mu2 = _lambda_jr_inv(r[0], r[1], r[2], t0, cj.real, cs.real, cc.real, lam0, lam1, lam2)
+            # C = ½ M, μ'ᵀ [ξ₁, ξ₂] = ξ₁ᵀ M ξ₂: M[2, 0] = μ'₁, M[2, 1] = -μ'₀, M[0, 2] = -μ'₁, M[1, 2] = μ'₀
+            c_mat[2, 0], c_mat[2, 1], c_mat[0, 2], c_mat[1, 2] = 0.5 * mu1, -0.5 * mu0, -0.5 * mu1, 0.5 * mu0
+            for k in range(3):  # N = C + DG A, a column per complex step along A e_k (A = jac[:, 3:])
+                a0, a1, a2 = jac[0, 3 + k], jac[1, 3 + k], jac[2, 3 + k]
+                dt = 2.0 * r[2] * a2
+                g0, g1, g2 = _lambda_jr_inv(r[0] + 1j * (h * a0), r[1] + 1j * (h * a1), r[2] + 1j * (h * a2),
+                                            t0 + 1j * (h * dt), cj.real + 1j * (cj.imag * dt),
+                                            cs.real + 1j * (cs.imag * dt), cc.real + 1j * (cc.imag * dt),
+                                            lam0 + 0j, lam1 + 0j, lam2 + 0j)
+                big_n[0, k] = c_mat[0, k] + g0.imag / h
+                big_n[1, k] = c_mat[1, k] + g1.imag / h
+                big_n[2, k] = c_mat[2, k] + g2.imag / h
+            for p in range(3):  # symmetric up to rounding: take its symmetric part
+                for q in range(p):
+                    avg = 0.5 * (big_n[p, q] + big_n[q, p])
+                    big_n[p, q] = avg
+                    big_n[q, p] = avg
+            # P = -Ad(D⁻¹), Ad(D⁻¹) = [[cos, sin, y'], [-sin, cos, -x'], [0, 0, 1]] (see _edge)
+            dx, dy, dc, ds = _relative(xi[b, e], xj[b, e], z[bz, e])[:4]
+            px, py = -(dc * dx + ds * dy), -(dc * dy - ds * dx)
+            p_mat[0, 0], p_mat[0, 1], p_mat[0, 2] = -dc, -ds, -py
+            p_mat[1, 0], p_mat[1, 1], p_mat[1, 2] = ds, -dc, px
+            p_mat[2, 2] = -1.0
+            for p in range(3):
+                for q in range(3):
+                    hess[3 + p, 3 + q] = big_n[p, q]
+                    acc = 0.0
+                    for k in range(3):
+                        acc += p_mat[k, p] * (big_n[k, q] + c_mat[k, q])
+                    hess[p, 3 + q] = acc  # H_ij = Pᵀ (N + C)
+                    hess[3 + q, p] = acc
+                    acc = 0.0
+                    for k in range(3):
+                        acc += p_mat[k, p] * big_n[k, q]
+                    tmp[p, q] = acc  # (Pᵀ N)[p, q]
+            for p in range(3):  # H_ii = Pᵀ N P
+                for q in range(3):
+                    hess[p, q] = tmp[p, 0] * p_mat[0, q] + tmp[p, 1] * p_mat[1, q] + tmp[p, 2] * p_mat[2, q]
+            hh, g = h_out[b, e], g_out[b, e]
+            k = 0
+            for p in range(6):
+                g[p] = jw[0, p] * rw[0] + jw[1, p] * rw[1] + jw[2, p] * rw[2]
+                for q in range(p + 1):
+                    hh[k] = (0.5 * (hess[p, q] + hess[q, p]) + jw[0, p] * jw[0, q] + jw[1, p] * jw[1, q]
+                             + jw[2, p] * jw[2, q])
                     k += 1

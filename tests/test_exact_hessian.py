@@ -86,68 +86,76 @@ def test_exact_hessian_equals_autograd(name, problem, generator):
     assert ((gauss_newton - expected).abs().max() / scale).item() > 1e-4, name  # the test can fail
 
 
-def _edge_batch(generator, edges=140):
+def _edge_batch(group, generator, edges=140):
     """Edges whose relative rotation error spans 0, 1e-9 … 1 rad and π - 1e-7, and a full (not
     triangular) sqrt-information matrix per edge."""
-    xi = SE3.exp(torch.randn(edges, 6, generator=generator, dtype=torch.float64))
-    xj = SE3.exp(torch.randn(edges, 6, generator=generator, dtype=torch.float64))
+    dim, rotation = group.tangent_dim, group.tangent_dim - group.point_dim
+
+    def random(scale=1.0):
+        return scale * torch.randn(edges, dim, generator=generator, dtype=torch.float64)
+
+    xi, xj = group.exp(random()), group.exp(random())
     relative = xi.inverse().compose(xj)
     scales = torch.tensor([0.0, 1e-9, 1e-6, 1e-3, 0.1, 1.0, 3.0], dtype=torch.float64)[torch.arange(edges) % 7]
-    noise = torch.randn(edges, 6, generator=generator, dtype=torch.float64) * scales.unsqueeze(-1)
-    axis = torch.nn.functional.normalize(torch.randn(edges, 3, generator=generator, dtype=torch.float64), dim=-1)
-    near_pi = torch.cat([torch.randn(edges, 3, generator=generator, dtype=torch.float64),
-                         axis * (torch.pi - 1e-7)], dim=-1)
+    noise = random() * scales.unsqueeze(-1)
+    axis = torch.nn.functional.normalize(torch.randn(edges, rotation, generator=generator, dtype=torch.float64), dim=-1)
+    if rotation == 1:
+        axis = axis.abs()
+    near_pi = torch.cat([random()[:, :group.point_dim], axis * (torch.pi - 1e-7)], dim=-1)
     pi_edges = (torch.arange(edges) % 5 == 0).unsqueeze(-1)
-    z = SE3(torch.where(pi_edges, relative.compose(SE3.exp(near_pi)).data, relative.compose(SE3.exp(noise)).data))
-    sqrt_info = torch.randn(edges, 6, 6, generator=generator, dtype=torch.float64) + 3 * torch.eye(6, dtype=torch.float64)
+    z = group(torch.where(pi_edges, relative.compose(group.exp(near_pi)).data, relative.compose(group.exp(noise)).data))
+    sqrt_info = torch.randn(edges, dim, dim, generator=generator, dtype=torch.float64) + 3 * torch.eye(dim, dtype=torch.float64)
     return xi, xj, z, sqrt_info
 
 
-def test_fused_exact_blocks_equal_autodiff(generator):
-    """The SE(3) kernel's ``(r, JᵀJ + Σ r_k ∇²r_k, Jᵀr)`` against ``Cost.exact_blocks``' autodiff, batched
-    (B = 2 with shared measurements)."""
-    xi, xj, z, sqrt_info = _edge_batch(generator)
-    edges = xi.shape[0]
-    poses = slam.Variable(SE3(torch.cat([xi.data, xj.data])))
+@pytest.mark.parametrize("group", [SE2, SE3], ids=lambda g: g.__name__)
+def test_fused_exact_blocks_equal_autodiff(group, generator):
+    """The kernel's ``(r, JᵀJ + Σ r_k ∇²r_k, Jᵀr)`` against ``Cost.exact_blocks``' autodiff, batched (B = 2
+    with shared measurements)."""
+    xi, xj, z, sqrt_info = _edge_batch(group, generator)
+    edges, d = xi.shape[0], 2 * group.tangent_dim
+    poses = slam.Variable(group(torch.cat([xi.data, xj.data])))
     cost = Between(poses[torch.arange(edges)], poses[torch.arange(edges) + edges], measurement=z,
                    weight=slam.SqrtInformation(sqrt_info))
     assert cost.exact_blocks_path(torch.float64, "cpu").startswith("fused")
-    second = SE3.exp(0.3 * torch.randn(edges, 6, generator=generator, dtype=torch.float64))
-    values = [SE3(torch.stack([xi.data, xi.compose(second).data])), SE3(torch.stack([xj.data, xj.data]))]
+    assert cost.exact_blocks_path(torch.float32, "cpu") == "autodiff"
+    second = group.exp(0.3 * torch.randn(edges, group.tangent_dim, generator=generator, dtype=torch.float64))
+    values = [group(torch.stack([xi.data, xi.compose(second).data])), group(torch.stack([xj.data, xj.data]))]
     with torch.no_grad():
         r, h, g = cost.exact_blocks(values, 2)
     # The autodiff path: the same cost on the torch path (inputs that autograd sees take no kernel).
     leaves = [v._new(v.data.clone().requires_grad_(True)) for v in values]
-    r_ref, h_ref, g_ref = Cost.exact_blocks(cost, leaves, 2)
-    a, b = torch.tril_indices(12, 12)
+    r_ref, h_ref, g_ref = (x.detach() for x in Cost.exact_blocks(cost, leaves, 2))
+    a, b = torch.tril_indices(d, d)
     h_ref = h_ref[..., a, b] if h_ref.dim() == 4 else h_ref
-    torch.testing.assert_close(r, r_ref.detach(), rtol=1e-12, atol=1e-13)
-    torch.testing.assert_close(g, g_ref.detach(), rtol=1e-11, atol=1e-12)
-    error = (h - h_ref.detach()).abs().amax(-1) / h_ref.detach().abs().amax(-1)
+    torch.testing.assert_close(r, r_ref, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(g, g_ref, rtol=1e-11, atol=1e-12)
+    error = (h - h_ref).abs().amax(-1) / h_ref.abs().amax(-1)
     assert error.max().item() < 1e-12
     # The second-order part is not negligible on these edges (the test can fail).
     jtj = cost.linearize(values, 2).jtj
     assert ((h - jtj).abs().amax(-1) / h.abs().amax(-1)).max().item() > 1e-2
 
 
-def _se3_measurement_gradients(exact_solve, generator, loss=None):
+def _measurement_gradients(group, exact_solve, generator, loss=None):
     import dataclasses
 
     from slam.pgo import synthetic_graph
 
-    graph, _ = synthetic_graph(SE3, 24, 8, rotation_noise=0.1)
+    graph, _ = synthetic_graph(group, 24, 8, rotation_noise=0.1)
     measurements = graph.measurements.data.clone().requires_grad_(True)
-    problem, poses = dataclasses.replace(graph, measurements=SE3(measurements)).problem(loss=loss)
+    problem, poses = dataclasses.replace(graph, measurements=group(measurements)).problem(loss=loss)
     mode = slam.Implicit(exact_solve=exact_solve, tolerance=1e-13)
     probe = torch.randn(poses.value.data.shape, generator=generator, dtype=torch.float64)
     loss_value = (slam.solve(problem, TIGHT, mode)[poses].data * probe).sum()
     return torch.autograd.grad(loss_value, measurements)[0]
 
 
+@pytest.mark.parametrize("group", [SE2, SE3], ids=lambda g: g.__name__)
 @pytest.mark.parametrize("loss", [None, slam.Cauchy(0.05)], ids=["plain", "Cauchy"])
-def test_direct_implicit_equals_conjugate_gradients(loss):
-    direct = _se3_measurement_gradients("direct", torch.Generator().manual_seed(0), loss)
-    cg = _se3_measurement_gradients("cg", torch.Generator().manual_seed(0), loss)
+def test_direct_implicit_equals_conjugate_gradients(group, loss):
+    direct = _measurement_gradients(group, "direct", torch.Generator().manual_seed(0), loss)
+    cg = _measurement_gradients(group, "cg", torch.Generator().manual_seed(0), loss)
     assert ((direct - cg).norm() / cg.norm()).item() < 1e-9
 
 
@@ -174,6 +182,7 @@ def test_auto_takes_the_direct_solve_where_every_cost_is_fused():
 
     problem = synthetic_graph(SE3, 8, 2)[0].problem()[0]
     assert _uses_direct(problem, slam.Implicit())
+    assert _uses_direct(synthetic_graph(SE2, 8, 2)[0].problem()[0], slam.Implicit())
     assert not _uses_direct(problem, slam.Implicit(hessian="gauss_newton"))
     assert not _uses_direct(problem, slam.Implicit(exact_solve="cg"))
     problem32 = synthetic_graph(SE3, 8, 2, dtype=torch.float32)[0].problem()[0]

@@ -96,23 +96,23 @@ class Between(residual(_between, jacobians=_between_jacobians)):
         return super().linearization_path(dtype, device)
 
     def exact_blocks_path(self, dtype: torch.dtype, device: torch.device | str) -> str:
-        if type(self.data["measurement"]) is SE3 and self.linearization_path(dtype, device).startswith("fused"):
-            return "fused kernel (slam._se3_kernels)"
-        return super().exact_blocks_path(dtype, device)
+        path = self.linearization_path(dtype, device)  # the same kernel module computes both
+        return path if path.startswith("fused") else super().exact_blocks_path(dtype, device)
 
     def exact_blocks(self, values: Sequence[LieGroup], batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
         x_i, x_j = values
         measurement = self.data["measurement"]
         sqrt_info = self._sqrt_information(x_i, x_j, measurement)
-        if sqrt_info is None or type(measurement) is not SE3:
+        if sqrt_info is None:
             return super().exact_blocks(values, batch_size)
-        batch = self._batch(x_i, x_j)
-        rw = torch.empty(batch, self.num, 6, dtype=torch.float64)
-        h = torch.empty(batch, self.num, 78, dtype=torch.float64)
-        g = torch.empty(batch, self.num, 12, dtype=torch.float64)
-        _kernels(SE3).exact_blocks(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
-                                   measurement.data.reshape(-1, self.num, 7).contiguous().numpy(),
-                                   sqrt_info.contiguous().numpy(), rw.numpy(), h.numpy(), g.numpy())
+        group, batch = type(measurement), self._batch(x_i, x_j)
+        m, d = group.tangent_dim, 2 * group.tangent_dim
+        rw = torch.empty(batch, self.num, m, dtype=torch.float64)
+        h = torch.empty(batch, self.num, d * (d + 1) // 2, dtype=torch.float64)
+        g = torch.empty(batch, self.num, d, dtype=torch.float64)
+        _kernels(group).exact_blocks(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
+                                     measurement.data.reshape(-1, self.num, group.param_dim).contiguous().numpy(),
+                                     sqrt_info.contiguous().numpy(), rw.numpy(), h.numpy(), g.numpy())
         return rw, h, g
 
     def prepare(self) -> None:
