@@ -72,12 +72,21 @@ if numba is not None:
     def _coefficients(t):
         """``jinv, sinc3, cos4, q5`` of ``t = θ²`` (see ``liegeo._math``)."""
         if t < _CANCELLING_T:
-            return _horner(t, _JINV), _horner(t, _SINC3), _horner(t, _COS4), _horner(t, _Q5)
+            return _series_coefficients(t)
         theta = math.sqrt(t)
         half = 0.5 * theta
-        s, c = math.sin(theta), math.cos(theta)
-        jinv = (1.0 - half * math.cos(half) / math.sin(half)) / t
-        return jinv, (theta - s) / (t * theta), (c - 1.0 + 0.5 * t) / (t * t), \
+        return _closed_coefficients(t, theta, math.sin(theta), math.cos(theta), half * math.cos(half) / math.sin(half))
+
+    @_jit
+    def _series_coefficients(t):
+        """``_coefficients`` below the switch point, generic in the scalar type (``slam._se3_kernels`` runs
+        it on complex steps)."""
+        return _horner(t, _JINV), _horner(t, _SINC3), _horner(t, _COS4), _horner(t, _Q5)
+
+    @_jit
+    def _closed_coefficients(t, theta, s, c, half_cot):
+        """``_coefficients`` from ``θ``, ``sin θ``, ``cos θ`` and ``(θ/2) cot(θ/2)``, generic in the scalar type."""
+        return (1.0 - half_cot) / t, (theta - s) / (t * theta), (c - 1.0 + 0.5 * t) / (t * t), \
             (2.0 * theta - 3.0 * s + theta * c) / (2.0 * t * t * theta)
 
     @_jit

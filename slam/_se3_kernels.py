@@ -37,7 +37,8 @@ from liegeo._kernels import drop_stale_cache
 drop_stale_cache(__file__, _group_kernels.CONSTANTS)  # numba's cache does not see them change
 
 if numba is not None:  # the jitted primitives shared with the group's retraction kernel
-    from liegeo._se3_kernels import _CANCELLING_T, _COS4, _JINV, _Q5, _SINC3, _coefficients, _horner, _multiply
+    from liegeo._se3_kernels import (_CANCELLING_T, _closed_coefficients, _coefficients, _horner, _multiply,
+                                     _series_coefficients)
 
 
 def warm_up() -> None:
@@ -253,6 +254,22 @@ if numba is not None:
         r[3], r[4], r[5] = w0, w1, w2
 
     @_jit
+    def _pack_normal(jw, rw, h, g):
+        """``g = J_wᵀ r_w`` and the lower triangle of ``J_wᵀ J_w`` packed row by row into ``h``."""
+        k = 0
+        for p in range(12):
+            acc = 0.0
+            for m in range(6):
+                acc += jw[m, p] * rw[m]
+            g[p] = acc
+            for q in range(p + 1):
+                acc = 0.0
+                for m in range(6):
+                    acc += jw[m, p] * jw[m, q]
+                h[k] = acc
+                k += 1
+
+    @_jit
     def normal_blocks(xi, xj, z, sqrt_info, scale, rw_out, jw_out, h_out, g_out):
         """Per edge: whitened (and scaled) residual ``rw_out (B, E, 6)``, Jacobian ``jw_out (B, E, 6, 12)``,
         the lower triangle of ``J_wᵀ J_w`` packed row by row (``torch.tril_indices`` order) in
@@ -269,32 +286,17 @@ if numba is not None:
             _edge(xi[b, e], xj[b, e], z[bz, e], r, jac, work, vecs)
             rw, jw = rw_out[b, e], jw_out[b, e]
             _whiten(sqrt_info[bl, e], r, jac, scale[bs, e], rw, jw)
-            h, g = h_out[b, e], g_out[b, e]
-            k = 0
-            for p in range(12):
-                acc = 0.0
-                for m in range(6):
-                    acc += jw[m, p] * rw[m]
-                g[p] = acc
-                for q in range(p + 1):
-                    acc = 0.0
-                    for m in range(6):
-                        acc += jw[m, p] * jw[m, q]
-                    h[k] = acc
-                    k += 1
+            _pack_normal(jw, rw, h_out[b, e], g_out[b, e])
 
     @_jit
     def _coefficients_complex(t):
         """``_coefficients`` for a complex ``t`` (the same series and switch point, on ``t.real``): analytic
         in ``t``, so that a complex step through it differentiates ``J_r⁻¹`` exactly (``curvature_blocks``)."""
         if t.real < _CANCELLING_T:
-            return _horner(t, _JINV), _horner(t, _SINC3), _horner(t, _COS4), _horner(t, _Q5)
+            return _series_coefficients(t)
         theta = cmath.sqrt(t)
         half = 0.5 * theta
-        s, c = cmath.sin(theta), cmath.cos(theta)
-        jinv = (1.0 - half * cmath.cos(half) / cmath.sin(half)) / t
-        return jinv, (theta - s) / (t * theta), (c - 1.0 + 0.5 * t) / (t * t), \
-            (2.0 * theta - 3.0 * s + theta * c) / (2.0 * t * t * theta)
+        return _closed_coefficients(t, theta, cmath.sin(theta), cmath.cos(theta), half * cmath.cos(half) / cmath.sin(half))
 
     @_jit
     def _cross(a, b):
@@ -431,16 +433,10 @@ if numba is not None:
                     for m in range(6):
                         acc += tmp[p, m] * p_mat[m, q]
                     hess[p, q] = acc
-            o, g = h_out[b, e], g_out[b, e]
+            o = h_out[b, e]
+            _pack_normal(jw, rw, o, g_out[b, e])
             k = 0
             for p in range(12):
-                acc = 0.0
-                for m in range(6):
-                    acc += jw[m, p] * rw[m]
-                g[p] = acc
                 for q in range(p + 1):
-                    acc = 0.5 * (hess[p, q] + hess[q, p])
-                    for m in range(6):
-                        acc += jw[m, p] * jw[m, q]
-                    o[k] = acc
+                    o[k] += 0.5 * (hess[p, q] + hess[q, p])
                     k += 1

@@ -100,20 +100,33 @@ class Between(residual(_between, jacobians=_between_jacobians)):
         return path if path.startswith("fused") else super().exact_blocks_path(dtype, device)
 
     def exact_blocks(self, values: Sequence[LieGroup], batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+        fused = self._kernel_inputs(values)
+        if fused is None:
+            return super().exact_blocks(values, batch_size)
+        group, batch, arrays = fused
+        rw, h, g = self._blocks_out(group, batch)
+        _kernels(group).exact_blocks(*arrays, rw.numpy(), h.numpy(), g.numpy())
+        return rw, h, g
+
+    def _blocks_out(self, group: type, batch: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Empty ``r_w (B, E, m)``, packed ``h (B, E, D(D+1)/2)`` and ``g (B, E, D)`` for a kernel to fill."""
+        m, d = group.tangent_dim, 2 * group.tangent_dim
+        return (torch.empty(batch, self.num, m, dtype=torch.float64),
+                torch.empty(batch, self.num, d * (d + 1) // 2, dtype=torch.float64),
+                torch.empty(batch, self.num, d, dtype=torch.float64))
+
+    def _kernel_inputs(self, values: Sequence[LieGroup]) -> tuple[type, int, tuple] | None:
+        """``(group, B, (xi, xj, z, sqrt_info) as numpy arrays)`` where the fused kernel takes these
+        values, else None."""
         x_i, x_j = values
         measurement = self.data["measurement"]
         sqrt_info = self._sqrt_information(x_i, x_j, measurement)
         if sqrt_info is None:
-            return super().exact_blocks(values, batch_size)
+            return None
         group, batch = type(measurement), self._batch(x_i, x_j)
-        m, d = group.tangent_dim, 2 * group.tangent_dim
-        rw = torch.empty(batch, self.num, m, dtype=torch.float64)
-        h = torch.empty(batch, self.num, d * (d + 1) // 2, dtype=torch.float64)
-        g = torch.empty(batch, self.num, d, dtype=torch.float64)
-        _kernels(group).exact_blocks(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
-                                     measurement.data.reshape(-1, self.num, group.param_dim).contiguous().numpy(),
-                                     sqrt_info.contiguous().numpy(), rw.numpy(), h.numpy(), g.numpy())
-        return rw, h, g
+        return group, batch, (self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
+                              measurement.data.reshape(-1, self.num, group.param_dim).contiguous().numpy(),
+                              sqrt_info.contiguous().numpy())
 
     def prepare(self) -> None:
         measurement = self.data["measurement"]
@@ -121,37 +134,24 @@ class Between(residual(_between, jacobians=_between_jacobians)):
             _kernels(type(measurement)).warm_up()
 
     def whitened_residual(self, values: Sequence[LieGroup]) -> Tensor:
-        x_i, x_j = values
-        measurement = self.data["measurement"]
-        sqrt_info = self._sqrt_information(x_i, x_j, measurement)
-        if sqrt_info is None:
+        fused = self._kernel_inputs(values)
+        if fused is None:
             return super().whitened_residual(values)
-        group, batch = type(measurement), self._batch(x_i, x_j)
+        group, batch, arrays = fused
         out = torch.empty(batch, self.num, group.tangent_dim, dtype=torch.float64)
-        _kernels(group).residuals(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
-                                  measurement.data.reshape(-1, self.num, group.param_dim).contiguous().numpy(),
-                                  sqrt_info.contiguous().numpy(), out.numpy())
+        _kernels(group).residuals(*arrays, out.numpy())
         return out
 
     def linearize(self, values: Sequence[LieGroup], batch_size: int) -> Linearization:
-        x_i, x_j = values
-        measurement = self.data["measurement"]
-        sqrt_info = self._sqrt_information(x_i, x_j, measurement)
-        if sqrt_info is None:
+        fused = self._kernel_inputs(values)
+        if fused is None:
             return super().linearize(values, batch_size)
-        group, batch = type(measurement), self._batch(x_i, x_j)
-        m, d = group.tangent_dim, 2 * group.tangent_dim
-        rw = torch.empty(batch, self.num, m, dtype=torch.float64)
-        jw = torch.empty(batch, self.num, m, d, dtype=torch.float64)
-        h = torch.empty(batch, self.num, d * (d + 1) // 2, dtype=torch.float64)
-        g = torch.empty(batch, self.num, d, dtype=torch.float64)
+        group, batch, arrays = fused
+        rw, h, g = self._blocks_out(group, batch)
+        jw = torch.empty(batch, self.num, group.tangent_dim, 2 * group.tangent_dim, dtype=torch.float64)
         ones = torch.ones(1, self.num, dtype=torch.float64)
-        _kernels(group).normal_blocks(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
-                                      measurement.data.reshape(-1, self.num, group.param_dim).contiguous().numpy(),
-                                      sqrt_info.contiguous().numpy(), ones.numpy(),
-                                      rw.numpy(), jw.numpy(), h.numpy(), g.numpy())
+        _kernels(group).normal_blocks(*arrays, ones.numpy(), rw.numpy(), jw.numpy(), h.numpy(), g.numpy())
         return Linearization(rw, jw, h, g)
-
 
 
 Prior = residual(_prior, jacobians=_prior_jacobians)
