@@ -1,6 +1,6 @@
 """Training speed (issue 15): forward and backward of a pose-graph solve per backward mode, with memory.
 
-    python benchmarks/backward.py [--graphs parking-garage sphere2500] [--modes implicit implicit-differences implicit-gn truncated unroll]
+    python benchmarks/backward.py [--graphs parking-garage sphere2500] [--modes implicit implicit-cg implicit-differences implicit-gn truncated unroll]
                                   [--repeats 3] [--threads 1] [--truncated-iterations 3] [--no-memory]
                                   [--data-dir ../shared/data/pose_graph]
 
@@ -12,7 +12,9 @@ initial_damping=POSE_GRAPH_DAMPING)``.  Every timed "solve" or "forward" is buil
 Per graph, first the no-grad solve (nothing requires grad): the median of ``--repeats`` solves after
 one untimed ``Problem.prepare`` (loading the compiled kernels is start-up, as in ``optimize``), its
 iterations, and "one no-grad LM iteration" = that median / iterations.  Then, for each backward mode
-(``implicit``: ``Implicit()``, the default, exact Hessian; ``implicit-differences``:
+(``implicit``: ``Implicit()``, the default, exact Hessian, here factorized directly from the fused kernels'
+exact blocks; ``implicit-cg``: ``Implicit(exact_solve="cg")``, the exact system by conjugate gradients on
+double-backward products; ``implicit-differences``:
 ``Implicit(products="differences")``, the exact Hessian's products by central differences of the fused
 gradients; ``implicit-gn``:
 ``Implicit(hessian="gauss_newton")``; ``truncated``: ``Truncated(--truncated-iterations)``;
@@ -69,7 +71,7 @@ from _table import print_table
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose_graph"
 DEFAULT_GRAPHS = ["parking-garage", "sphere2500"]
-MODES = ["implicit", "implicit-differences", "implicit-gn", "truncated", "unroll"]
+MODES = ["implicit", "implicit-cg", "implicit-differences", "implicit-gn", "truncated", "unroll"]
 TARGETS = {"fwd": 1.2, "bwd": 3.0, "first": 2.0}
 
 
@@ -77,7 +79,8 @@ def _backward_mode(name: str, truncated_iterations: int):
     import slam
 
     return {"implicit": lambda: slam.Implicit(),
-            "implicit-differences": lambda: slam.Implicit(products="differences"),
+            "implicit-cg": lambda: slam.Implicit(exact_solve="cg"),
+            "implicit-differences": lambda: slam.Implicit(products="differences", exact_solve="cg"),
             "implicit-gn": lambda: slam.Implicit(hessian="gauss_newton"),
             "truncated": lambda: slam.Truncated(truncated_iterations), "unroll": lambda: slam.Unroll()}[name]()
 

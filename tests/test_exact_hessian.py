@@ -185,6 +185,7 @@ def test_auto_takes_the_direct_solve_where_every_cost_is_fused():
     assert _uses_direct(synthetic_graph(SE2, 8, 2)[0].problem()[0], slam.Implicit())
     assert not _uses_direct(problem, slam.Implicit(hessian="gauss_newton"))
     assert not _uses_direct(problem, slam.Implicit(exact_solve="cg"))
+    assert not _uses_direct(problem, slam.Implicit(products="differences"))  # CG's products: CG
     problem32 = synthetic_graph(SE3, 8, 2, dtype=torch.float32)[0].problem()[0]
     assert not _uses_direct(problem32, slam.Implicit())  # no float32 kernel
     with pytest.raises(ValueError, match="exact_solve"):

@@ -164,6 +164,8 @@ def _uses_direct(problem: Problem, mode: Implicit) -> bool:
         return False
     if mode.exact_solve == "direct":
         return True
+    if mode.products != "autograd":  # products are CG's: asking for other ones asks for CG
+        return False
     return all(cost.exact_blocks_path(problem.dtype, problem.device) != "autodiff" for cost in problem.costs)
 
 
