@@ -29,6 +29,13 @@ class CostPlan:
     (module)"`` or ``"autodiff"``."""
 
 
+    @property
+    def fused(self) -> bool:
+        """Whether a fused kernel linearizes the cost (residuals and Jacobians in one pass, at a few times
+        the cost of the residuals alone; ``slam.optim.loop`` then linearizes trial points directly)."""
+        return self.linearization.startswith("fused kernel")
+
+
 @dataclasses.dataclass(frozen=True)
 class VariablePlan:
     name: str

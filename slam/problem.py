@@ -165,15 +165,20 @@ class Problem:
         """Whitened residuals ``(B, E, m)`` per cost (before any robust loss)."""
         return [c.whitened_residual(self._gather(c, values)) for c in self.costs]
 
-    def linearize(self, values: Values) -> tuple[Tensor, Tensor, Tensor]:
+    def linearize(self, values: Values, *, check: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         """Normal equations at ``values``: ``H`` values ``(B, nnz)``, ``g = Jᵀr`` ``(B, n)`` and ``F`` ``(B,)``.
 
         Robust losses use iteratively reweighted least squares: each instance's whitened
         residual and Jacobian are scaled by ``√ρ'(s)``, so ``g`` is the exact gradient of
-        ``F`` and ``H`` drops only the ``ρ''`` term.
+        ``F`` and ``H`` drops only the ``ρ''`` term.  ``F`` equals ``cost(values)`` to the bit.
+
+        ``check``: raise ``NonFiniteError`` where something is not finite; without it the values are
+        returned as they are (a trial point the optimizer may still reject).
         """
         contributions, total = self._blocks(values)
         h, g = self.structure.assemble(contributions, self.batch_size)
+        if not check:
+            return h, g, total
         # One reduction per tensor on the happy path (a sum is non-finite if any term is, or if it
         # overflows); the exact test and the search for the culprit run only when it flags.
         with torch.no_grad():

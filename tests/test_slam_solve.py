@@ -278,3 +278,55 @@ def test_solve_with_a_gnc_config_runs_graduated_non_convexity():
     assert all(torch.equal(a, b) for a, b in zip(via_solve.weights, direct.weights))
     with pytest.raises(ValueError, match="GNC"):
         slam.solve(problem, config, slam.Implicit())
+
+
+def test_accepted_trial_points_are_linearized_once():
+    """Where fused kernels linearize every cost and steps are accepted, a trial point's linearization
+    gives its cost and becomes the next one (no separate cost evaluation); after a rejected step, and
+    for costs without a fused kernel, a trial evaluates only its cost."""
+    from liegeo import SE3, Euclidean
+    from slam.pgo import synthetic_graph
+
+    calls = {"cost": 0, "linearize": 0}
+
+    def counting(problem):
+        cost, linearize = problem.cost, problem.linearize
+
+        def counted_cost(values):
+            calls["cost"] += 1
+            return cost(values)
+
+        def counted_linearize(values, **kwargs):
+            calls["linearize"] += 1
+            return linearize(values, **kwargs)
+
+        problem.cost, problem.linearize = counted_cost, counted_linearize
+        calls.update(cost=0, linearize=0)
+        return problem
+
+    problem = counting(synthetic_graph(SE3, 30, 8, rotation_noise=0.2)[0].problem()[0])
+    result = slam.solve(problem, slam.LevenbergMarquardt(function_tolerance=1e-10))
+    assert all(bool(r.accepted.all()) for r in result.history) and len(result.history) >= 3
+    assert calls == {"cost": 0, "linearize": 1 + len(result.history)}  # the start, then each trial
+
+    problem = counting(synthetic_graph(SE3, 30, 8, rotation_noise=1.0)[0].problem()[0])
+    result = slam.solve(problem, slam.LevenbergMarquardt(initial_damping=1e-9, function_tolerance=1e-10))
+    accepted = [bool(r.accepted.all()) for r in result.history]
+    assert not all(accepted)  # steps were rejected
+    # A trial right after a rejection evaluates only its cost; an accepted one of those is linearized then.
+    after_rejection = sum(1 for k in range(1, len(accepted)) if not accepted[k - 1])
+    assert calls["cost"] == after_rejection
+    assert calls["linearize"] == 1 + (len(accepted) - after_rejection) + sum(
+        1 for k in range(1, len(accepted)) if not accepted[k - 1] and accepted[k])
+
+    @slam.residual
+    def rosenbrock(p):  # autodiff: a Jacobian costs more than a few residuals
+        x, y = p.data[..., 0], p.data[..., 1]
+        return torch.stack([10.0 * (y - x * x), 1.0 - x], dim=-1)
+
+    point = slam.Variable(Euclidean(torch.tensor([[-1.2, 1.0]], dtype=torch.float64)))
+    problem = counting(slam.Problem([rosenbrock(point[torch.tensor([0])])]))
+    result = slam.solve(problem, slam.LevenbergMarquardt(max_iterations=200))
+    accepted = [bool(r.accepted.all()) for r in result.history]
+    assert calls == {"cost": len(accepted), "linearize": 1 + sum(accepted)}
+    torch.testing.assert_close(result[point].data, torch.ones(1, 2, dtype=torch.float64))

@@ -82,6 +82,12 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
 
     lin = Linearization(*problem.linearize(values))
     initial_cost = lin.cost.detach()
+    # While steps are being accepted, a trial point is linearized at once (its cost comes with it, to
+    # the bit, and the accepted point needs the linearization anyway); after a rejection only its cost.
+    # Only where fused kernels linearize every cost: elsewhere a Jacobian costs many residuals (autodiff,
+    # a user's callback) and a rejected trial would pay it for nothing.
+    fused = not torch.is_grad_enabled() and all(plan.fused for plan in problem.analyze().costs)
+    linearize_trials = fused
     if problem.structure.n == 0:
         stop(stop.active, Termination.NO_FREE_VARIABLES)
     for it in range(cfg.max_iterations):
@@ -94,7 +100,8 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
             break
         proposal = strategy.propose(lin, active)
         candidate = problem.retract(values, proposal.step)
-        new_cost = problem.cost(candidate)
+        trial = problem.linearize(candidate, check=False) if linearize_trials else None
+        new_cost = trial[2] if trial is not None else problem.cost(candidate)
         if nonfinite is not None:
             nonfinite.saw(problem, active & proposal.ok & ~torch.isfinite(new_cost.detach()), candidate)
         accept = strategy.judge(proposal, lin, new_cost, active)
@@ -108,7 +115,7 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
         x_norm = None
         if bool(accept.any()):
             previous = lin.cost.detach()
-            lin = Linearization(*problem.linearize(values))
+            lin = _accepted_linearization(problem, values, lin, trial, accept)
             strategy.relinearized(accept, lin)
             with torch.no_grad():
                 x_norm = _storage_norm(values)
@@ -135,6 +142,7 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
                     stop(bound <= parameter_tolerance * (x_norm + parameter_tolerance), Termination.PARAMETER_TOLERANCE)
         for mask, why in strategy.stops(proposal, accept, active):
             stop(mask, why)
+        linearize_trials = fused and bool((accept | ~active).all())
         damping, radius = strategy.parameter()
         record = IterationRecord(it, lin.cost.detach().clone(), step_norm, damping.clone(), accept,
                                  time.perf_counter() - start, decrease=decrease, active=active,
@@ -147,6 +155,24 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
         nonfinite.check(problem, strategy, values, lin, stop.converged, reasons)
     converged = strategy.finish(stop.converged, reasons)
     return LoopResult(values, lin.cost.detach(), initial_cost, count, converged, reasons, lin.h, lin.g)
+
+
+def _accepted_linearization(problem: Problem, values: Values, lin: Linearization,
+                            trial: tuple[Tensor, Tensor, Tensor] | None, accept: Tensor) -> Linearization:
+    """The linearization at ``values`` (the trial point where ``accept``, the previous point elsewhere):
+    the trial's own where it was linearized and is finite there, else ``problem.linearize`` (which
+    raises ``NonFiniteError`` naming the culprit)."""
+    if trial is not None:
+        h, g, cost = trial
+        with torch.no_grad():
+            finite = torch.isfinite(h.sum(-1) + g.sum(-1) + cost)
+        if bool((finite | ~accept).all()):
+            if bool(accept.all()):
+                return Linearization(h, g, cost)
+            keep = accept.unsqueeze(-1)
+            return Linearization(torch.where(keep, h, lin.h), torch.where(keep, g, lin.g),
+                                 torch.where(accept, cost, lin.cost))
+    return Linearization(*problem.linearize(values))
 
 
 _TOLERANCE_STOPS = (Termination.FUNCTION_TOLERANCE, Termination.ABSOLUTE_TOLERANCE, Termination.PARAMETER_TOLERANCE)
