@@ -1,15 +1,15 @@
-"""The block factorization (``slam.linear._block_cholesky``) against CHOLMOD's simplicial and supernodal ones
-on pose-graph normal equations.
+"""Our two block factorizations (``slam.linear._block_cholesky``, up-looking; ``slam.linear._supernodal``,
+supernodal with BLAS panels) against CHOLMOD's simplicial and supernodal ones on pose-graph normal equations.
 
     python benchmarks/sparse_factorization.py [--data-dir ../shared/data/pose_graph] [--repeats 10] [names ...]
 
-For each graph: ``H`` at the file's initial poses (plus 1e-3 I), CHOLMOD's default ordering, the
-median seconds of ``--repeats`` numeric factorizations in each mode (the symbolic analyses are not
-timed; the block one orders the block graph with CHOLMOD), ``flops / nnz(L)`` of CHOLMOD's ordering and
-``d·flops / nnz(L)`` of the block ordering from ``slam.linear._fill.cholesky_work``, and the mode ``auto``
-picks from the latter (``SUPERNODAL_SWITCH``, as the sparse solver does).  Ratios > 1 mean the block
-factorization is faster.
-Run with ``OPENBLAS_NUM_THREADS=1`` for the 1-thread figures the switch was set from.
+For each graph: ``H`` at the file's initial poses (plus 1e-3 I); the median seconds of ``--repeats``
+numeric factorizations by each (the symbolic analyses are not timed; CHOLMOD with its default
+ordering, ours on the block ordering the solver uses, ``_block_ordering``); ``flops / nnz(L)`` of
+CHOLMOD's ordering and ``d·flops / nnz(L)`` of the block ordering (``slam.linear._fill.cholesky_work``);
+the factorization ``auto`` takes from the latter (``BLOCK_SUPERNODES``, ``SUPERNODAL_SWITCH``, as the
+sparse solver does) and CHOLMOD's faster time over that one's (> 1: ours faster).
+Run with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` for the 1-thread figures the switches were set from.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import torch
 
 from slam.io import read_g2o
 from slam.linear._block_cholesky import BlockPattern, block_structure
-from slam.linear._fill import SUPERNODAL_SWITCH, cholesky_work
+from slam.linear._supernodal import SupernodalPattern
+from slam.linear._fill import BLOCK_SUPERNODES, SUPERNODAL_SWITCH, cholesky_work
 from slam.linear.sparse_cholesky import _block_ordering, _cholmod
 
 from _table import print_table
@@ -52,8 +53,9 @@ def main() -> None:
     cholmod = _cholmod()
     if cholmod is None:
         raise SystemExit("this benchmark needs scikit-sparse (CHOLMOD)")
-    header = ["graph", "n", "nnz(L)", "flops/nnz(L)", "block d·flops/nnz", "block ms", "simplicial ms", "supernodal ms", "simplicial/block",
-              "supernodal/block", "auto"]
+    header = ["graph", "n", "nnz(L)", "flops/nnz(L)", "block d·flops/nnz", "up-looking ms", "supernodal block ms",
+              "CHOLMOD simplicial ms", "CHOLMOD supernodal ms", "up-looking/supernodal block",
+              "CHOLMOD best/ours (auto)", "auto"]
     rows = []
     for name in args.names:
         graph = read_g2o(args.data_dir / f"{name}.g2o")
@@ -69,20 +71,25 @@ def main() -> None:
         d = problem.structure.tables[0].dim
         bindptr, bindices = block_structure(pattern.indptr, pattern.indices, d)
         block_perm = _block_ordering(cholmod, bindptr, bindices)
-        blocks = BlockPattern(pattern.indptr, pattern.indices, d, block_perm)
         block_lnz, block_flops = cholesky_work(bindptr, bindices, block_perm)
         block_ratio = d * block_flops / block_lnz  # what the solver's choice reads (_block_analysis)
         values = matrix.data[None, :].copy()
-        blocks.factorize(values)  # compiles (once per machine) or loads the kernels
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            blocks.factorize(values)
-            times.append(time.perf_counter() - start)
-        block = statistics.median(times)
-        auto = "block" if block_ratio < SUPERNODAL_SWITCH else "supernodal"
-        rows.append([name, pattern.n, lnz, f"{flops / lnz:.0f}", f"{block_ratio:.0f}", f"{1e3 * block:.2f}", f"{1e3 * simplicial:.2f}",
-                     f"{1e3 * supernodal:.2f}", f"{simplicial / block:.2f}", f"{supernodal / block:.2f}", auto])
+        kinds = [kind(pattern.indptr, pattern.indices, d, block_perm) for kind in (BlockPattern, SupernodalPattern)]
+        times: list[list[float]] = [[], []]
+        for blocks in kinds:
+            blocks.factorize(values)  # compiles (once per machine) or loads the kernels
+        for _ in range(args.repeats):  # interleaved, so that a load on the machine meets both alike
+            for blocks, record in zip(kinds, times):
+                start = time.perf_counter()
+                blocks.factorize(values)
+                record.append(time.perf_counter() - start)
+        up_looking, supernodal_block = (statistics.median(t) for t in times)
+        auto = ("CHOLMOD supernodal" if block_ratio >= SUPERNODAL_SWITCH else
+                "supernodal block" if block_ratio >= BLOCK_SUPERNODES else "up-looking")
+        ours = {"up-looking": up_looking, "supernodal block": supernodal_block, "CHOLMOD supernodal": supernodal}[auto]
+        rows.append([name, pattern.n, lnz, f"{flops / lnz:.0f}", f"{block_ratio:.0f}", f"{1e3 * up_looking:.2f}",
+                     f"{1e3 * supernodal_block:.2f}", f"{1e3 * simplicial:.2f}", f"{1e3 * supernodal:.2f}",
+                     f"{up_looking / supernodal_block:.2f}", f"{min(simplicial, supernodal) / ours:.2f}", auto])
         print(" ".join(str(c) for c in rows[-1]), flush=True)
     print_table(header, rows)
 

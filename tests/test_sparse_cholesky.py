@@ -6,6 +6,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+import slam.data
+from liegeo import SE3
 from slam.linear import sparse_cholesky as sc
 from slam.linear.sparse_cholesky import BatchedSparseCholesky, SparsePattern, sparse_solve
 
@@ -311,3 +313,36 @@ def test_cuda_round_trip(generator):
     torch.testing.assert_close(x.cpu().detach(), torch.linalg.solve(dense, rhs))
     x.sum().backward()
     assert v.grad.device == v.device and b.grad.device == b.device
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_block_factorization_by_fill_up_looking_or_supernodal(backend):
+    """Below ``BLOCK_SUPERNODES`` the up-looking block factorization, at or above it the supernodal one
+    (dense panels): both solve like dense, the supernodal one on a pose graph with high fill."""
+    from slam.io import read_g2o
+    from slam.linear._block_cholesky import BlockPattern
+    from slam.linear._fill import BLOCK_SUPERNODES
+    from slam.linear._supernodal import SupernodalPattern
+
+    for name, kind in (("intel.g2o", BlockPattern), ("tinyGrid3D.g2o", BlockPattern)):
+        problem, _ = read_g2o(slam.data.path(name)).problem()
+        h, _, _ = problem.linearize(problem.initial_values())
+        factor = BatchedSparseCholesky(problem.structure.pattern, backend)
+        assert factor.factorize(h).all() and factor.mode == "block" and type(factor._symbolic) is kind
+    # A 3D grid of poses with long loop closures: high fill.
+    from slam.pgo import synthetic_graph
+
+    problem, _ = synthetic_graph(SE3, 300, 150, rotation_noise=0.1)[0].problem()
+    h, g, _ = problem.linearize(problem.initial_values())
+    factor = BatchedSparseCholesky(problem.structure.pattern, backend)
+    assert factor.factorize(h).all() and type(factor._symbolic) is SupernodalPattern
+    blocks = factor._symbolic
+    dense = torch.zeros(problem.structure.n, problem.structure.n, dtype=torch.float64)
+    pattern = problem.structure.pattern
+    dense[pattern.rows, pattern.cols] = h[0]
+    dense[pattern.cols, pattern.rows] = h[0]
+    x, reference = factor.solve(g)[0], torch.linalg.solve(dense, g[0])
+    assert ((dense @ x - g[0]).norm() / g[0].norm()).item() < 1e-12  # as small a residual as dense's
+    assert ((dense @ reference - g[0]).norm() / g[0].norm()).item() < 1e-12
+    assert ((x - reference).norm() / reference.norm()).item() < 1e-8  # (H: condition number ~5e10)
+    assert blocks.widths.max() > 1 and blocks.nb == problem.structure.n // 6 and BLOCK_SUPERNODES > 0

@@ -47,6 +47,18 @@ def find_blocks(indptr: np.ndarray, indices: np.ndarray) -> tuple[int, tuple[np.
     return None
 
 
+def checked_blocks(pattern: object, indptr: np.ndarray, indices: np.ndarray, d: int, perm: np.ndarray,
+                   blocks: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The block structure of a block factorization's pattern (``blocks`` or ``block_structure``; a
+    ``ValueError`` where it has none), with ``d, n, nb, perm`` set on ``pattern``."""
+    structure = blocks if blocks is not None else block_structure(indptr, indices, d)
+    if structure is None:
+        raise ValueError(f"the pattern is not made of complete {d} x {d} blocks")
+    pattern.d, pattern.n, pattern.nb = d, indptr.size - 1, structure[0].size - 1  # type: ignore[attr-defined]
+    pattern.perm = np.ascontiguousarray(perm, dtype=np.int64)  # type: ignore[attr-defined]
+    return structure
+
+
 class BlockPattern:
     """The symbolic analysis: block ordering, the permuted blocks' scalar positions, the elimination
     tree and the block pattern of L.
@@ -60,12 +72,7 @@ class BlockPattern:
 
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, d: int, perm: np.ndarray,
                  blocks: tuple[np.ndarray, np.ndarray] | None = None):
-        structure = blocks if blocks is not None else block_structure(indptr, indices, d)
-        if structure is None:
-            raise ValueError(f"the pattern is not made of complete {d} x {d} blocks")
-        bindptr, bindices = structure
-        self.d, self.n, self.nb = d, indptr.size - 1, bindptr.size - 1
-        self.perm = np.ascontiguousarray(perm, dtype=np.int64)
+        bindptr, bindices = checked_blocks(self, indptr, indices, d, perm, blocks)
         # Scalar slot of every entry of every stored block (lower blocks; diagonal blocks mirrored).
         n, nb = self.n, self.nb
         bcols = np.repeat(np.arange(nb, dtype=np.int64), np.diff(bindptr))
@@ -169,6 +176,15 @@ D = 0
 loops then (measured: 1.6x faster than a run-time d on parking-garage)."""
 
 
+@numba.njit(cache=True, nogil=True)
+def all_finite(v):  # type: ignore[no-untyped-def]
+    """Whether every entry of the 1-D ``v`` is finite (the block factorizations' input test)."""
+    for t in range(v.shape[0]):
+        if not np.isfinite(v[t]):
+            return False
+    return True
+
+
 def _factorize(values, slots, cp, ci, cblock, ctransposed, diagonal_block, parent, lp, li, lx, ldiag, ok):  # type: ignore[no-untyped-def]
     batch, nb, d = values.shape[0], ldiag.shape[1], D
     y = np.zeros((nb, d, d))
@@ -179,10 +195,7 @@ def _factorize(values, slots, cp, ci, cblock, ctransposed, diagonal_block, paren
     filled = np.empty(nb, dtype=np.int64)
     for b in range(batch):
         v = values[b]
-        ok[b] = True
-        for t in range(v.shape[0]):
-            if not np.isfinite(v[t]):
-                ok[b] = False
+        ok[b] = all_finite(v)
         if not ok[b]:
             continue
         flag[:] = -1
@@ -220,34 +233,32 @@ def _factorize(values, slots, cp, ci, cblock, ctransposed, diagonal_block, paren
                 i = stack[t]
                 li_ii = ldiag[b, i]
                 yi = y[i]
-                for u in range(d):  # forward substitution, row by row of X_i (rows are contiguous)
-                    for w in range(d):
-                        x[u, w] = yi[u, w]
-                    for m in range(u):
-                        a = li_ii[u, m]
-                        for w in range(d):
-                            x[u, w] -= a * x[m, w]
-                    inverse = 1.0 / li_ii[u, u]
-                    for w in range(d):
-                        x[u, w] *= inverse
+                for w in range(d):  # forward substitution, column by column of y_i
+                    for u in range(d):
+                        acc = yi[u, w]
+                        for m in range(u):
+                            acc -= li_ii[u, m] * x[m, w]
+                        x[u, w] = acc / li_ii[u, u]
                 end = lp[i] + filled[i]
                 for p in range(lp[i], end):
                     r = li[p]
                     lri, yr = lx[b, p], y[r]
-                    for u in range(d):  # (u, m, w) order: the innermost loop runs along rows of x and y
-                        for m in range(d):
-                            a = lri[u, m]
-                            for w in range(d):
-                                yr[u, w] -= a * x[m, w]
+                    for u in range(d):
+                        for w in range(d):
+                            acc = 0.0
+                            for m in range(d):
+                                acc += lri[u, m] * x[m, w]
+                            yr[u, w] -= acc
                 lki = lx[b, end]  # L[k, i] = X_iᵀ
                 for u in range(d):
                     for w in range(d):
                         lki[u, w] = x[w, u]
-                for m in range(d):  # diag -= X_iᵀ X_i (lower triangle), along rows of X_i
-                    for u in range(d):
-                        a = x[m, u]
-                        for w in range(u + 1):
-                            diag[u, w] -= a * x[m, w]
+                for u in range(d):  # diag -= X_iᵀ X_i (lower triangle)
+                    for w in range(u + 1):
+                        acc = 0.0
+                        for m in range(d):
+                            acc += x[m, u] * x[m, w]
+                        diag[u, w] -= acc
                 filled[i] += 1
                 for u in range(d):
                     for w in range(d):
@@ -331,13 +342,13 @@ def _kernels(d: int) -> tuple:
     return tuple(out)
 
 
-def warm_up(sizes: tuple[int, ...] = (3, 6)) -> None:
-    """Load (the first time on a machine: compile and cache) the kernels for these block sizes, on a
-    one-block matrix: start-up work, like an import, that a timed solve should not pay."""
+def warm_up(sizes: tuple[int, ...] = (3, 6), kind: type = BlockPattern) -> None:
+    """Load (the first time on a machine: compile and cache) the kernels of ``kind`` (``BlockPattern``, or
+    ``_supernodal.SupernodalPattern``: any with ``factorize`` and ``solve(*factor, rhs)``) for these block
+    sizes, on a one-block matrix: start-up work, like an import, that a timed solve should not pay."""
     for d in sizes:
         indptr = np.concatenate([[0], np.cumsum(np.arange(d, 0, -1))]).astype(np.int64)
         indices = np.concatenate([np.arange(c, d) for c in range(d)]).astype(np.int64)
-        pattern = BlockPattern(indptr, indices, d, np.zeros(1, dtype=np.int64))
+        pattern = kind(indptr, indices, d, np.zeros(1, dtype=np.int64))
         values = np.where(indices == np.repeat(np.arange(d), np.arange(d, 0, -1)), 1.0, 0.0)[None, :]
-        lx, ldiag, ok = pattern.factorize(values)
-        pattern.solve(lx, ldiag, ok, np.ones((1, d, 1)))
+        pattern.solve(*pattern.factorize(values), np.ones((1, d, 1)))

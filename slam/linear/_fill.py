@@ -2,16 +2,16 @@
 
 CHOLMOD chooses between its simplicial (column by column) and supernodal (dense blocks, BLAS)
 factorizations by ``flops / nnz(L)``, switching at 40.  Normal equations of pose graphs and other
-block-sparse problems come in 3x3 and 6x6 blocks whose supernodes are small: measured on the pose
-graphs of ``../shared/data`` (1 thread, ``benchmarks/sparse_factorization.py``), the block
-factorization (``_block_cholesky``) is 2.4-2.9x faster than CHOLMOD's simplicial one up to
-``flops / nnz(L)`` of 100 (smallGrid3D, intel, parking-garage, city10000).  Above that, against
-CHOLMOD's supernodal one (BLAS), with the ratio ``d·flops / nnz(L)`` of the block ordering the sparse
-solver uses: 210 (a 4,096-pose cube grid, 0.5 loops per pose) block 1.9x faster; 231 (sphere2500)
-block 1.2-1.5x faster on 1 thread and 1.3x with BLAS on 2; 425 (3,000-pose cube, 1 loop per pose)
-supernodal 1.4x faster; 540 and 819 (4,096 and 8,000 poses, 1 loop per pose) supernodal 1.4x and
-2.4x faster.  So the switch sits between 231 and 425.  ``cholesky_work`` gives that ratio for an
-ordering, so that the sparse solver can pick the factorization per structure.
+block-sparse problems come in 3x3 and 6x6 blocks, and two block factorizations of our own beat both
+(1 thread, ``benchmarks/sparse_factorization.py``): the up-looking one (``_block_cholesky``, one d x d
+block at a time) is 2.4-2.9x faster than CHOLMOD's simplicial one up to ``flops / nnz(L)`` of 100
+(smallGrid3D, intel, parking-garage, city10000); the supernodal one (``_supernodal``: dense panels,
+BLAS) takes over from ``BLOCK_SUPERNODES`` and is faster than CHOLMOD's supernodal factorization at
+every fill measured, with the ratio ``d·flops / nnz(L)`` of the block ordering the solver uses: 3.2x at
+231 (sphere2500), 2.9x at 210, 2.4x at 425, 2.1x at 540 and 1.7x at 819 (cube grids of 4,096, 3,000,
+4,096 and 8,000 poses with 0.5-1 loop closures per pose).  Only beyond ``SUPERNODAL_SWITCH`` (not
+measured) does CHOLMOD's supernodal one take the block patterns.  ``cholesky_work`` gives that ratio for
+an ordering, so that the sparse solver can pick the factorization per structure.
 """
 
 from __future__ import annotations
@@ -25,9 +25,16 @@ SIMPLICIAL_SWITCH = 160.0
 this ``flops / nnz(L)``, its simplicial one below (simplicial measured faster up to 100, supernodal 1.8x
 faster at 259: ``benchmarks/sparse_factorization.py``)."""
 
-SUPERNODAL_SWITCH = 300.0
-"""Supernodal (BLAS) at or above this ``flops / nnz(L)``, block or simplicial below (between the measured
-231, where the block factorization is faster, and 425, where the supernodal one is; see the module doc)."""
+BLOCK_SUPERNODES = 60.0
+"""Block patterns at or above this ``d·flops / nnz(L)`` take the supernodal block factorization
+(``slam.linear._supernodal``: dense panels and BLAS), below it the up-looking one (``_block_cholesky``:
+d x d blocks one at a time, whose solve is a little faster).  Measured, supernodal against up-looking
+factorization: 1.00x at 35 (manhattan), 1.04x at 54 (parking-garage), 1.35x at 72 (city10000), 1.3x at
+101 (smallGrid3D), 2.3-2.45x at 231 (sphere2500)."""
+
+SUPERNODAL_SWITCH = 1000.0
+"""Block patterns at or above this ``d·flops / nnz(L)`` go to CHOLMOD's supernodal factorization (whose
+BLAS may use every core): ours was 1.7x faster at 819, the highest fill measured (see the module doc)."""
 
 
 def cholesky_work(indptr: np.ndarray, indices: np.ndarray, perm: np.ndarray) -> tuple[int, float]:

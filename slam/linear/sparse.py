@@ -51,9 +51,10 @@ class SparseCholesky(LinearSolver):
         from liegeo._kernels import numba_available
 
         if numba_available():
-            from . import _block_cholesky, _fill
+            from . import _block_cholesky, _fill, _supernodal
 
             _block_cholesky.warm_up()
+            _supernodal.warm_up()
             _fill.cholesky_work(np.array([0, 1]), np.array([0]), np.array([0]))
 
     def analyze(self, structure: Structure) -> SparseCholesky:

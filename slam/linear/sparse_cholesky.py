@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ._fill import SIMPLICIAL_SWITCH, SUPERNODAL_SWITCH, cholesky_work
+from ._fill import BLOCK_SUPERNODES, SIMPLICIAL_SWITCH, SUPERNODAL_SWITCH, cholesky_work
 
 
 def _cholmod() -> Any:
@@ -127,18 +127,19 @@ class _Numeric:
 
 
 class _BlockNumeric:
-    """The block factors of one ``factorize`` call (``slam.linear._block_cholesky``), kept like ``_Numeric``."""
+    """The block factors of one ``factorize`` call (``slam.linear._block_cholesky`` or ``_supernodal``: the
+    tuple its ``factorize`` returns, ``ok (B,)`` last), kept like ``_Numeric``."""
 
-    __slots__ = ("pattern", "lx", "ldiag", "ok", "values", "__weakref__")
+    __slots__ = ("pattern", "factor", "ok", "values", "__weakref__")
 
-    def __init__(self, pattern: Any, lx: np.ndarray, ldiag: np.ndarray, ok: np.ndarray, values: np.ndarray):
-        self.pattern, self.lx, self.ldiag, self.ok, self.values = pattern, lx, ldiag, ok, values
+    def __init__(self, pattern: Any, factor: tuple[np.ndarray, ...], values: np.ndarray):
+        self.pattern, self.factor, self.ok, self.values = pattern, factor, factor[-1], values
 
     def solve(self, rhs: Tensor) -> Tensor:
         if rhs.dim() not in (2, 3) or rhs.shape[0] != self.ok.shape[0]:
             raise ValueError(f"rhs must be ({self.ok.shape[0]}, n) or ({self.ok.shape[0]}, n, k), got {tuple(rhs.shape)}")
         b = rhs.detach().to("cpu", torch.float64).numpy()
-        out = self.pattern.solve(self.lx, self.ldiag, self.ok, b if b.ndim == 3 else b[..., None])
+        out = self.pattern.solve(*self.factor, b if b.ndim == 3 else b[..., None])
         out = out if rhs.dim() == 3 else out[..., 0]
         return torch.from_numpy(out).to(device=rhs.device, dtype=rhs.dtype)
 
@@ -252,8 +253,9 @@ class BatchedSparseCholesky:
         self._by_values.pop(id(values), None)
         self.analyze()
         if self.mode == "block":
-            lx, ldiag, ok = self._symbolic.factorize(v)
-            self._numeric = numeric = _BlockNumeric(self._symbolic, lx, ldiag, ok, v)
+            factor = self._symbolic.factorize(v)
+            ok = factor[-1]
+            self._numeric = numeric = _BlockNumeric(self._symbolic, factor, v)
             self._remember(values, numeric)
             return torch.from_numpy(ok.copy()).to(values.device)  # (the kernel tests finiteness itself)
         finite = np.isfinite(v).all(axis=1)
@@ -358,8 +360,13 @@ class BatchedSparseCholesky:
         bindptr, bindices = blocks
         perm = _block_ordering(cholmod, bindptr, bindices)
         lnz, flops = cholesky_work(bindptr, bindices, perm)
-        if not required and d * flops / lnz >= SUPERNODAL_SWITCH and self.backend == "cholmod":
+        ratio = d * flops / lnz
+        if not required and ratio >= SUPERNODAL_SWITCH and self.backend == "cholmod":
             return None
+        if ratio >= BLOCK_SUPERNODES:
+            from ._supernodal import SupernodalPattern
+
+            return SupernodalPattern(pattern.indptr, pattern.indices, d, perm, blocks)
         return BlockPattern(pattern.indptr, pattern.indices, d, perm, blocks)
 
     def solve(self, rhs: Tensor) -> Tensor:
