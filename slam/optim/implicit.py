@@ -65,26 +65,19 @@ def implicit_solution(problem: Problem, solution: Values, solver: LinearSolver, 
     ``h``, ``g``: the normal-equation values and the gradient at ``solution`` when the caller has them
     (the solve's last linearization).  ``lazy``: every input is a tensor the problem holds (``problem_tensors``); the
     graph of the gradient is then built in the backward pass, only if one runs, and the forward pass
-    costs one factorization.  Otherwise (a residual closing over tensors the problem cannot see) it
+    costs one factorization (none where the exact Hessian is solved directly: ``Implicit.exact_solve``).  Otherwise (a residual closing over tensors the problem cannot see) it
     is built now.
     """
     structure = problem.structure
-    with torch.no_grad():
-        if h is None:
-            h, _, _ = problem.linearize(solution)
-        h = h.detach()
-        factorization = solver.factorize(structure, h)
-        # A singular JᵀJ at x*: regularize slightly, unless the solver answers by the minimum-norm
-        # solution (dense), whose pseudo-inverse gradient needs no regularization (warned in backward).
-        fallback = getattr(factorization, "minimum_norm", None)
-        answered = factorization.ok | fallback if fallback is not None else factorization.ok
-        if not bool(answered.all()):
-            scale = 1e-9 * h[:, structure.pattern.diagonal.to(h.device)].abs().amax(-1, keepdim=True).clamp_min(1e-30)
-            factorization = solver.factorize(structure, h.index_add(1, structure.pattern.diagonal.to(h.device),
-                                                                     scale.expand(-1, structure.n)))
-        # Failures that only a solve reveals (an iterative solver) are checked in the backward pass.
-    hessian_times = None
     direct = _direct_solver(problem, solution, solver) if _uses_direct(problem, mode) else None
+    if h is None:
+        with torch.no_grad():
+            h, _, _ = problem.linearize(solution)
+    # The direct solve needs the Gauss-Newton factorization only where it falls back to CG: then, in the
+    # backward pass; otherwise the forward pass costs this one factorization.
+    factorization = (_LazyFactorization(solver, structure, h.detach()) if direct is not None
+                     else _gauss_newton_factorization(solver, structure, h.detach()))
+    hessian_times = None
     if mode.hessian == "exact" and direct is None and _checked_products(problem, mode) == "differences":
         if g is None:
             with torch.no_grad():
@@ -100,6 +93,38 @@ def implicit_solution(problem: Problem, solution: Values, solver: LinearSolver, 
         (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
     step = _ImplicitStep.apply(gradient, delta, factorization, mode, hessian_times, direct)
     return problem.retract(solution, step)
+
+
+def _gauss_newton_factorization(solver: LinearSolver, structure: Any, h: Tensor) -> Factorization:
+    """``JᵀJ`` at the solution factorized; where it is singular, regularized slightly, unless the solver
+    answers by the minimum-norm solution (dense), whose pseudo-inverse gradient needs no regularization
+    (warned in backward).  Failures that only a solve reveals (an iterative solver) are checked in the
+    backward pass."""
+    with torch.no_grad():
+        factorization = solver.factorize(structure, h)
+        fallback = getattr(factorization, "minimum_norm", None)
+        answered = factorization.ok | fallback if fallback is not None else factorization.ok
+        if not bool(answered.all()):
+            diagonal = structure.pattern.diagonal.to(h.device)
+            scale = 1e-9 * h[:, diagonal].abs().amax(-1, keepdim=True).clamp_min(1e-30)
+            factorization = solver.factorize(structure, h.index_add(1, diagonal, scale.expand(-1, structure.n)))
+    return factorization
+
+
+class _LazyFactorization:
+    """``_gauss_newton_factorization`` made on first use (its ``ok``, ``solve``, ...)."""
+
+    def __init__(self, solver: LinearSolver, structure: Any, h: Tensor):
+        self._arguments: tuple | None = (solver, structure, h)
+        self._factorization: Factorization | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._factorization is None:
+            self._factorization = _gauss_newton_factorization(*self._arguments)
+            self._arguments = None
+        return getattr(self._factorization, name)
 
 
 def _unique(tensors: Iterable[Tensor]) -> list[Tensor]:
