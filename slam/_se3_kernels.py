@@ -386,7 +386,18 @@ if numba is not None:
             dj, ds, dc, dq = _coefficients_complex(t0 + 1j * h)
             jinv0, sinc30, cos40, q50 = dj.real, ds.real, dc.real, dq.real
             dj, ds, dc, dq = dj.imag, ds.imag, dc.imag, dq.imag  # h times the derivatives in t
-            for k in range(6):
+            # J_r⁻¹'s first three columns have no rotation part, and G is linear in the translation v: there
+            # DG (a, 0) = (0, -(yᵀ Q(-a, -ω)) A) with y = Aᵀλ_ρ, exactly, without a complex step.
+            w3 = (r[3], r[4], r[5])
+            y = _row_a((lam[0], lam[1], lam[2]), w3, jinv0)
+            for k in range(3):
+                yq = _row_q(y, (-jac[0, 6 + k], -jac[1, 6 + k], -jac[2, 6 + k]), (-r[3], -r[4], -r[5]),
+                            sinc30, cos40, q50)
+                yqa = _row_a(yq, w3, jinv0)
+                for p in range(3):
+                    big_n[p, k] = c_mat[p, k]
+                    big_n[3 + p, k] = c_mat[3 + p, k] - yqa[p]
+            for k in range(3, 6):
                 ak = (jac[0, 6 + k], jac[1, 6 + k], jac[2, 6 + k], jac[3, 6 + k], jac[4, 6 + k], jac[5, 6 + k])
                 dt = 2.0 * (r[3] * ak[3] + r[4] * ak[4] + r[5] * ak[5])
                 jinv, sinc3 = jinv0 + 1j * (dj * dt), sinc30 + 1j * (ds * dt)
