@@ -193,9 +193,9 @@ class Problem:
 
         Per instance, ``ρ' (JᵀJ + Σ_k r_k ∇²r_k) + 2ρ'' (Jᵀr)(Jᵀr)ᵀ`` (``r``, ``J`` whitened; ``ρ' = 1``,
         ``ρ'' = 0`` without a robust loss): each cost's ``Cost.exact_blocks`` (its fused kernel where it has
-        one) and the loss's second derivative.  It has
-        the sparsity of ``JᵀJ`` (an instance couples only its own arguments).  Meant for the implicit
-        backward (``slam.optim.implicit``); nothing here is differentiable.
+        one) and the loss's second derivative.  It has the sparsity of ``JᵀJ`` (an instance couples only
+        its own arguments).  Meant for the implicit backward (``slam.optim.implicit``); nothing here is
+        differentiable.
         """
         contributions, total = [], torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         with torch.no_grad():

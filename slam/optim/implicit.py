@@ -63,10 +63,11 @@ def implicit_solution(problem: Problem, solution: Values, solver: LinearSolver, 
     """``solution`` (detached, a minimizer) as a differentiable function of the problem's inputs.
 
     ``h``, ``g``: the normal-equation values and the gradient at ``solution`` when the caller has them
-    (the solve's last linearization).  ``lazy``: every input is a tensor the problem holds (``problem_tensors``); the
-    graph of the gradient is then built in the backward pass, only if one runs, and the forward pass
-    costs one factorization (none where the exact Hessian is solved directly: ``Implicit.exact_solve``).  Otherwise (a residual closing over tensors the problem cannot see) it
-    is built now.
+    (the solve's last linearization).  ``lazy``: every input is a tensor the problem holds
+    (``problem_tensors``); the graph of the gradient is then built in the backward pass, only if one
+    runs, and the forward pass costs one factorization (none where the exact Hessian is solved
+    directly: ``Implicit.exact_solve``).  Otherwise (a residual closing over tensors the problem cannot
+    see) it is built now.
     """
     structure = problem.structure
     direct = _direct_solver(problem, solution, solver) if _uses_direct(problem, mode) else None
