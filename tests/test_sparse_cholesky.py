@@ -346,3 +346,42 @@ def test_block_factorization_by_fill_up_looking_or_supernodal(backend):
     assert ((dense @ reference - g[0]).norm() / g[0].norm()).item() < 1e-12
     assert ((x - reference).norm() / reference.norm()).item() < 1e-8  # (H: condition number ~5e10)
     assert blocks.widths.max() > 1 and blocks.nb == problem.structure.n // 6 and BLOCK_SUPERNODES > 0
+
+
+def test_block_structure_in_one_pass_equals_the_sort():
+    """``block_structure``'s one pass over sorted rows against a sort of every entry's block (the way it
+    is computed for unsorted patterns): complete blocks of several sizes, patterns that are not, unsorted rows."""
+    from slam.linear._block_cholesky import block_structure
+
+    def by_sorting(indptr, indices, d):
+        n = indptr.size - 1
+        nb = n // d
+        cols = np.repeat(np.arange(n), np.diff(indptr))
+        blocks, counts = np.unique((cols // d) * nb + indices // d, return_counts=True)
+        diagonal = blocks // nb == blocks % nb
+        if not np.array_equal(counts, np.where(diagonal, d * (d + 1) // 2, d * d)) or int(diagonal.sum()) != nb:
+            return None
+        return np.concatenate([[0], np.cumsum(np.bincount(blocks // nb, minlength=nb))]), blocks % nb
+
+    rng = np.random.default_rng(4)
+    for d in (2, 3, 6):
+        for trial in range(6):
+            nb = int(rng.integers(1, 12))
+            mask = np.tril(rng.random((nb, nb)) < 0.4, -1) | np.eye(nb, dtype=bool)
+            scalar = np.tril(np.kron(mask | mask.T, np.ones((d, d), dtype=bool)))
+            if trial % 3 == 1:  # one entry missing: not complete blocks
+                r, c = np.nonzero(scalar)
+                k = int(rng.integers(r.size))
+                scalar[r[k], c[k]] = False
+            lower = sp.csc_matrix(scalar.astype(float))
+            lower.sort_indices()
+            indptr, indices = lower.indptr.astype(np.int64), lower.indices.astype(np.int64)
+            if trial % 3 == 2 and indptr[1] - indptr[0] > 1:  # unsorted rows in the first column
+                indices = indices.copy()
+                indices[indptr[0]:indptr[1]] = indices[indptr[0]:indptr[1]][::-1]
+            for size in (d, 2, 3):
+                got, expected = block_structure(indptr, indices, size), by_sorting(indptr, indices, size) \
+                    if (indptr.size - 1) % size == 0 else None
+                assert (got is None) == (expected is None), (d, trial, size)
+                if got is not None:
+                    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])

@@ -20,11 +20,21 @@ import numpy as np
 
 def block_structure(indptr: np.ndarray, indices: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The block pattern ``(bindptr, bindices)`` (lower triangle, CSC, diagonal blocks included) of a
-    scalar lower-triangle CSC pattern, or None where that pattern is not made of complete d x d blocks."""
+    scalar lower-triangle CSC pattern, or None where that pattern is not made of complete d x d blocks.
+
+    One pass over the pattern where its rows are sorted within each column (``SparsePattern``'s are),
+    else a sort of every entry's block."""
     n = indptr.size - 1
     if d < 2 or n == 0 or n % d:
         return None
     nb = n // d
+    bindptr = np.zeros(nb + 1, dtype=np.int64)
+    bindices = np.empty(indices.size // d + nb, dtype=np.int64)
+    status = _sorted_block_structure(indptr.astype(np.int64), indices.astype(np.int64), d, bindptr, bindices)
+    if status == 1:
+        return bindptr, bindices[: bindptr[nb]].copy()
+    if status == 0:
+        return None
     rows = indices.astype(np.int64)
     cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr).astype(np.int64))
     keys = (cols // d) * nb + rows // d
@@ -35,6 +45,51 @@ def block_structure(indptr: np.ndarray, indices: np.ndarray, d: int) -> tuple[np
     bindptr = np.zeros(nb + 1, dtype=np.int64)
     np.cumsum(np.bincount(blocks // nb, minlength=nb), out=bindptr[1:])
     return bindptr, blocks % nb
+
+
+@numba.njit(cache=True, nogil=True)
+def _sorted_block_structure(indptr, indices, d, bindptr, bindices):  # type: ignore[no-untyped-def]
+    """``block_structure`` where rows are sorted within each column: 1 (found, into ``bindptr``,
+    ``bindices``), 0 (not complete d x d blocks), -1 (rows not sorted: sort instead)."""
+    nb = (indptr.size - 1) // d
+    count = 0
+    for bc in range(nb):
+        first = bc * d
+        start, end = indptr[first], indptr[first + 1]
+        for p in range(start + 1, end):
+            if indices[p] <= indices[p - 1]:
+                return -1
+        # The block column's first scalar column: its diagonal block, then whole blocks below.
+        if end - start < d or indices[start] != first:
+            return 0
+        for u in range(d):
+            if indices[start + u] != first + u:
+                return 0
+        blocks = 1 + (end - start - d) // d
+        if (end - start - d) % d:
+            return 0
+        bindices[count] = bc
+        for k in range(1, blocks):
+            q = start + k * d
+            block_row = indices[q] // d
+            if block_row <= bindices[count + k - 1] or indices[q] % d:
+                return 0
+            for u in range(d):
+                if indices[q + u] != block_row * d + u:
+                    return 0
+            bindices[count + k] = block_row
+        # Its other scalar columns: the rest of the diagonal block, then the same rows below.
+        for u in range(1, d):
+            c = first + u
+            cs, ce = indptr[c], indptr[c + 1]
+            if ce - cs != end - start - u:
+                return 0
+            for p in range(cs, ce):
+                if indices[p] != indices[start + u + p - cs]:
+                    return 0
+        count += blocks
+        bindptr[bc + 1] = count
+    return 1
 
 
 def find_blocks(indptr: np.ndarray, indices: np.ndarray) -> tuple[int, tuple[np.ndarray, np.ndarray]] | None:

@@ -131,6 +131,7 @@ def prepare(problem: Problem) -> Problem:
 
     problem.prepare()
     SparseCholesky.warm_up()
+    _have_cholmod()  # the import of scikit-sparse (~10 ms on a process's first solve)
     return problem
 
 
