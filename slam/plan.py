@@ -28,7 +28,6 @@ class CostPlan:
     """What gives the exact Hessian blocks (``Cost.exact_blocks``) for the implicit backward: ``"fused kernel
     (module)"`` or ``"autodiff"``."""
 
-
     @property
     def fused(self) -> bool:
         """Whether a fused kernel linearizes the cost (residuals and Jacobians in one pass, at a few times

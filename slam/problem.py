@@ -15,7 +15,7 @@ from torch import Tensor
 
 from liegeo import LieGroup
 
-from .costs.base import Cost
+from .costs.base import Cost, pack_lower
 from .robust import RobustLoss
 from .plan import CostPlan, Plan, VariablePlan
 from .structure import Structure, analyze, structure_key
@@ -188,8 +188,8 @@ class Problem:
                 raise self.nonfinite_error(values, total=total, h=h, g=g)
         return h, g, total
 
-    def exact_hessian(self, values: Values) -> tuple[Tensor, Tensor]:
-        """The exact Hessian of ``F(x ⊕ δ)`` at ``δ = 0`` in ``H``'s pattern, ``(B, nnz)``, and ``F`` ``(B,)``.
+    def exact_hessian(self, values: Values) -> Tensor:
+        """The exact Hessian of ``F(x ⊕ δ)`` at ``δ = 0`` in ``H``'s pattern, ``(B, nnz)``.
 
         Per instance, ``ρ' (JᵀJ + Σ_k r_k ∇²r_k) + 2ρ'' (Jᵀr)(Jᵀr)ᵀ`` (``r``, ``J`` whitened; ``ρ' = 1``,
         ``ρ'' = 0`` without a robust loss): each cost's ``Cost.exact_blocks`` (its fused kernel where it has
@@ -197,18 +197,14 @@ class Problem:
         its own arguments).  Meant for the implicit backward (``slam.optim.implicit``); nothing here is
         differentiable.
         """
-        contributions, total = [], torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
+        contributions = []
         with torch.no_grad():
             for cost in self.costs:
-                gathered = self._gather(cost, values)
-                r, h, jtr = cost.exact_blocks(gathered, self.batch_size)
-                total = total + self._instance_cost(cost, r).expand(self.batch_size, cost.num).sum(-1)
+                r, h, jtr = cost.exact_blocks(self._gather(cost, values), self.batch_size)
                 if cost.loss is not None:
                     w, dw = _loss_derivatives(cost.loss, (r * r).sum(-1))
                     outer = jtr.unsqueeze(-1) * jtr.unsqueeze(-2)
-                    if h.dim() == jtr.dim():  # packed (Linearization.jtj)
-                        a, b = torch.tril_indices(jtr.shape[-1], jtr.shape[-1], device=jtr.device)
-                        outer = outer[..., a, b]
+                    outer = pack_lower(outer) if h.dim() == jtr.dim() else outer  # as h is (Linearization.jtj)
                     shape = (*w.shape, *([1] * (h.dim() - w.dim())))
                     # An instance the loss ignores (ρ' = ρ'' = 0: Tukey's tails) adds nothing, even where
                     # its unweighted blocks overflow (0 · inf would be nan).
@@ -216,7 +212,7 @@ class Problem:
                     h = torch.where(used, w.reshape(shape) * h + 2.0 * dw.reshape(shape) * outer, torch.zeros_like(h))
                 contributions.append((h, jtr))
             hessian, _ = self.structure.assemble(contributions, self.batch_size)
-        return hessian, total
+        return hessian
 
     def gradient(self, values: Values) -> tuple[Tensor, Tensor]:
         """``g = Jᵀr`` ``(B, n)`` and ``F`` ``(B,)`` at ``values``, as ``linearize`` gives them, without

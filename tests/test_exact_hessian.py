@@ -18,7 +18,7 @@ TIGHT = slam.LevenbergMarquardt(max_iterations=200, function_tolerance=0.0, para
 
 def _dense(problem, values):
     """``H`` of ``problem.exact_hessian`` as a dense symmetric ``(B, n, n)``."""
-    h, _ = problem.exact_hessian(values)
+    h = problem.exact_hessian(values)
     pattern = problem.structure.pattern
     n = problem.structure.n
     dense = torch.zeros(h.shape[0], n, n, dtype=h.dtype)

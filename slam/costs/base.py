@@ -64,6 +64,13 @@ class Linearization(NamedTuple):
     """``Jᵀr``: ``(B, E, D)``."""
 
 
+def pack_lower(blocks: Tensor) -> Tensor:
+    """``(..., D, D)`` blocks as their lower triangles packed row by row (``Linearization.jtj``'s packing):
+    ``(..., D(D+1)/2)``."""
+    a, b = torch.tril_indices(blocks.shape[-1], blocks.shape[-1], device=blocks.device)
+    return blocks[..., a, b]
+
+
 class Cost:
     """E instances of one residual function of ``len(variables)`` variables.
 
@@ -148,10 +155,7 @@ class Cost:
         with a fused kernel overrides it in its module (``exact_blocks_path`` names it)."""
         r, _, jtj, jtr = self.linearize(values, batch_size)
         curvature = autodiff_curvature(self.whitened_residual, values, r)
-        if jtj.dim() == jtr.dim():  # packed
-            a, b = torch.tril_indices(curvature.shape[-1], curvature.shape[-1], device=curvature.device)
-            curvature = curvature[..., a, b]
-        return r, jtj + curvature, jtr
+        return r, jtj + (pack_lower(curvature) if jtj.dim() == jtr.dim() else curvature), jtr
 
     def exact_blocks_path(self, dtype: torch.dtype, device: torch.device | str) -> str:
         """How ``exact_blocks`` runs for values of this dtype and device: ``"autodiff"``, or the fused

@@ -178,8 +178,8 @@ class Implicit:
 
     ``hessian="exact"`` uses the true Hessian of the cost in the tangent chart (factorized directly, or
     solved by conjugate gradients on Hessian-vector products preconditioned with the Gauss-Newton
-    factorization: ``exact_solve``): exact gradients at a minimum, matching unrolling at convergence.  ``hessian="gauss_newton"`` uses ``JᵀJ``
-    only: one solve, exact when the residuals vanish.
+    factorization: ``exact_solve``): exact gradients at a minimum, matching unrolling at convergence.
+    ``hessian="gauss_newton"`` uses ``JᵀJ`` only: one solve, exact when the residuals vanish.
     """
 
     hessian: Literal["exact", "gauss_newton"] = "exact"
@@ -203,11 +203,12 @@ class Implicit:
     """How ``H w = v`` is solved with the exact Hessian.  ``"direct"``: ``H`` is assembled from every
     cost's Gauss-Newton blocks, second-order residual terms and robust ``ρ''`` terms
     (``Problem.exact_hessian``, ``Cost.exact_blocks``; it has ``JᵀJ``'s sparsity) and factorized once by
-    the problem's linear solver: exact to rounding, about one LM iteration; where that ``H`` is not positive definite, CG
-    (which then falls back to Gauss-Newton) takes over.  ``"cg"``: conjugate gradients on ``products``,
+    the problem's linear solver: exact to rounding, about one LM iteration; where that ``H`` is not
+    positive definite, CG (which then falls back to Gauss-Newton) takes over.  ``"cg"``: conjugate gradients on ``products``,
     preconditioned with the Gauss-Newton factorization.  ``"auto"`` (default): direct where every cost's
-    second-order terms have a fused kernel (``Cost.exact_blocks_path``; autodiff takes one double backward per
-    tangent column, more than CG's few products) and ``products`` is the default, else CG.  Measured on
+    second-order terms have a fused kernel (the plan's ``CostPlan.exact_hessian``, from
+    ``Cost.exact_blocks_path``; autodiff takes one double backward per tangent column, more than CG's few
+    products) and ``products`` is the default, else CG.  Measured on
     parking-garage (``benchmarks/backward.py``): direct 0.06-0.07 s against CG's 0.22 s, gradients equal
     to 1e-9 relative with a CG tolerance of 1e-13."""
 

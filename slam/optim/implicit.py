@@ -192,7 +192,7 @@ def _uses_direct(problem: Problem, mode: Implicit) -> bool:
         return True
     if mode.products != "autograd":  # products are CG's: asking for other ones asks for CG
         return False
-    return all(cost.exact_blocks_path(problem.dtype, problem.device) != "autodiff" for cost in problem.costs)
+    return all(plan.exact_hessian != "autodiff" for plan in problem.analyze().costs)
 
 
 def _direct_solver(problem: Problem, solution: Values, solver: LinearSolver) -> DirectSolve:
@@ -204,7 +204,7 @@ def _direct_solver(problem: Problem, solution: Values, solver: LinearSolver) -> 
     def solve(v: Tensor) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
             if not factorization:
-                h, _ = problem.exact_hessian(values)
+                h = problem.exact_hessian(values)
                 factorization.append(solver.factorize(problem.structure, h))
             w = factorization[0].solve(v.detach())
             return w, factorization[0].ok & torch.isfinite(w).all(-1)
