@@ -51,21 +51,37 @@ def tolerance_floors(dtype: torch.dtype) -> tuple[float, float]:
 
 
 class _Stops:
-    """Per-problem ``active`` / ``converged`` masks and reasons."""
+    """Per-problem ``active`` / ``converged`` masks and reasons.
+
+    Tests are queued (``stop(mask, why)``) and applied in order by ``settle``, all in one reduction and
+    one host sync: on small problems each tensor op and sync is a noticeable part of an iteration."""
 
     def __init__(self, batch: int, device: torch.device):
         self.active = torch.ones(batch, dtype=torch.bool, device=device)
         self.converged = torch.zeros(batch, dtype=torch.bool, device=device)
         self.reasons: list[Termination | None] = [None] * batch
+        self._pending: list[tuple[Tensor, Termination]] = []
 
     def __call__(self, mask: Tensor, why: Termination) -> None:
-        mask = mask & self.active
-        if bool(mask.any()):
-            for b in torch.nonzero(mask).flatten().tolist():
-                self.reasons[b] = why
-            if why.converged:
-                self.converged = self.converged | mask
-            self.active = self.active & ~mask
+        self._pending.append((mask, why))
+
+    def settle(self) -> bool:
+        """Apply the queued tests in order (a problem keeps the first reason that stops it); returns
+        whether any problem is still active."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return bool(self.active.any())
+        hits = torch.stack([mask.to(self.active.device) for mask, _ in pending]) & self.active  # (K, B)
+        flags = torch.cat([hits.any(-1), (self.active & ~hits.any(0)).any().view(1)]).tolist()
+        for (mask, why), hit in zip(pending, flags[:-1]):
+            if hit:  # rare: the exact sequential update
+                mask = mask.to(self.active.device) & self.active
+                for b in torch.nonzero(mask).flatten().tolist():
+                    self.reasons[b] = why
+                if why.converged:
+                    self.converged = self.converged | mask
+                self.active = self.active & ~mask
+        return bool(flags[-1])
 
 
 def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
@@ -95,27 +111,31 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
         if cfg.gradient_cosine_tolerance > 0:
             stop(_gradient_cosine(lin, strategy.diagonal) <= cfg.gradient_cosine_tolerance, Termination.GRADIENT_TOLERANCE)
         stop(lin.cost.detach() <= cfg.cost_tolerance, Termination.COST_TOLERANCE)
-        active = stop.active
-        if not bool(active.any()):
+        if not stop.settle():
             break
+        active = stop.active
         proposal = strategy.propose(lin, active)
         candidate = problem.retract(values, proposal.step)
         trial = problem.linearize(candidate, check=False) if linearize_trials else None
         new_cost = trial[2] if trial is not None else problem.cost(candidate)
-        if nonfinite is not None:
-            nonfinite.saw(problem, active & proposal.ok & ~torch.isfinite(new_cost.detach()), candidate)
+        unusable = active & proposal.ok & ~torch.isfinite(new_cost.detach()) if nonfinite is not None else None
         accept = strategy.judge(proposal, lin, new_cost, active)
+        # One host sync for every branch below (each costs about as much as a small kernel here).
+        flags = [accept.all(), accept.any(), (accept | ~active).all()]
+        all_accepted, any_accepted, all_moved, *saw_unusable = torch.stack(
+            flags + ([unusable.any()] if unusable is not None else [])).tolist()
         if nonfinite is not None:
+            nonfinite.saw(problem, unusable, candidate, bool(saw_unusable[0]))
             nonfinite.accepted(accept)
         count = count + active.long()
         with torch.no_grad():
             decrease = (lin.cost - new_cost).detach()
             step_norm = proposal.step.detach().norm(dim=-1)
-        values = candidate if bool(accept.all()) else problem.select(accept, candidate, values)
+        values = candidate if all_accepted else problem.select(accept, candidate, values)
         x_norm = None
-        if bool(accept.any()):
+        if any_accepted:
             previous = lin.cost.detach()
-            lin = _accepted_linearization(problem, values, lin, trial, accept)
+            lin = _accepted_linearization(problem, values, lin, trial, accept, all_accepted)
             strategy.relinearized(accept, lin)
             with torch.no_grad():
                 x_norm = _storage_norm(values)
@@ -142,14 +162,16 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
                     stop(bound <= parameter_tolerance * (x_norm + parameter_tolerance), Termination.PARAMETER_TOLERANCE)
         for mask, why in strategy.stops(proposal, accept, active):
             stop(mask, why)
-        linearize_trials = fused and bool((accept | ~active).all())
+        linearize_trials = fused and bool(all_moved)
         damping, radius = strategy.parameter()
         record = IterationRecord(it, lin.cost.detach().clone(), step_norm, damping.clone(), accept,
                                  time.perf_counter() - start, decrease=decrease, active=active,
                                  radius=None if radius is None else radius.clone())
         for subscriber in subscribers:
             subscriber(record)
+    stop.settle()
     stop(stop.active, Termination.MAX_ITERATIONS)
+    stop.settle()
     reasons: list[Termination] = stop.reasons  # type: ignore[assignment]  # every problem has stopped
     if nonfinite is not None:
         nonfinite.check(problem, strategy, values, lin, stop.converged, reasons)
@@ -158,7 +180,8 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
 
 
 def _accepted_linearization(problem: Problem, values: Values, lin: Linearization,
-                            trial: tuple[Tensor, Tensor, Tensor] | None, accept: Tensor) -> Linearization:
+                            trial: tuple[Tensor, Tensor, Tensor] | None, accept: Tensor,
+                            all_accepted: bool) -> Linearization:
     """The linearization at ``values`` (the trial point where ``accept``, the previous point elsewhere):
     the trial's own where it was linearized and is finite there, else ``problem.linearize`` (which
     raises ``NonFiniteError`` naming the culprit)."""
@@ -167,7 +190,7 @@ def _accepted_linearization(problem: Problem, values: Values, lin: Linearization
         with torch.no_grad():
             finite = torch.isfinite(h.sum(-1) + g.sum(-1) + cost)
         if bool((finite | ~accept).all()):
-            if bool(accept.all()):
+            if all_accepted:
                 return Linearization(h, g, cost)
             keep = accept.unsqueeze(-1)
             return Linearization(torch.where(keep, h, lin.h), torch.where(keep, g, lin.g),
@@ -187,8 +210,10 @@ class _NonFiniteTrials:
         self.since_accept = torch.zeros(batch, dtype=torch.bool, device=device)
         self.where: Values | None = None  # per problem, its last trial point with a non-finite cost
 
-    def saw(self, problem: Problem, mask: Tensor, candidate: Values) -> None:
-        if bool(mask.any()):
+    def saw(self, problem: Problem, mask: Tensor, candidate: Values, any_set: bool) -> None:
+        """``mask: (B,)`` the problems whose trial point ``candidate`` has a non-finite cost; ``any_set``:
+        ``bool(mask.any())``, which the loop already has."""
+        if any_set:
             self.ever = self.ever | mask
             self.where = problem.select(mask, candidate, self.where or candidate)
         self.since_accept = self.since_accept | mask
