@@ -21,16 +21,8 @@ import slam
 LRE_REQUIRED = 4.0
 
 # Measured failures of the defaults, each with what the solver does instead (strict: a pass is news).
-XFAIL = {
-    ("MGH17", 0): (
-        "MGH17 (Osborne 1) from Start 1 (50, 150, -100, 1, 2): with rates 1 and 2 both exponentials are "
-        "already dead beyond x = 0 (e^-10, e^-20 at x = 10, 20); the first steps fit b1 and the x = 0 point, "
-        "b5 keeps a Jacobian column of norm ~4e-9, and F settles on the plateau 0.0245 (certified 5.46e-5): "
-        "the residual still has cosine 0.57 with b5's column, but the decrease that column offers (~1e-19) "
-        "is below the cost's rounding, so no damping strategy on diag(JᵀJ) or |x0| revives it from there.  "
-        "MINPACK's LM gets out by moving b5 before it settles (594 evaluations); Start 2 converges in ~20"
-    ),
-}
+# None today: MGH17's Start 1 stalled on the plateau F = 0.0245 until least_squares restarted there.
+XFAIL: dict[tuple[str, int], str] = {}
 
 CASES = [
     pytest.param(p, k, id=f"{p.name}-start{k + 1}",

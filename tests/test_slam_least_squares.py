@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from least_squares_problems import F_ZERO_ATOL, PROBLEMS, Problem, by_name
+from least_squares_problems import F_ZERO_ATOL, NIST_STRD, PROBLEMS, Problem, by_name
 from scipy.optimize import least_squares as scipy_least_squares
 
 import slam
@@ -184,3 +184,20 @@ def test_stopping_reasons_of_the_defaults():
     powell = by_name("mgh13_powell_singular")
     result = slam.least_squares(powell.residuals, powell.x0)
     assert result.converged and result.termination == "cost tolerance", result.termination
+
+
+def test_an_xtol_stop_short_of_gtol_is_restarted():
+    """NIST MGH17 from Start 1 meets xtol on the plateau F = 0.0245 (b5's column ~4e-9 keeps cosine 0.57
+    with the residuals); the restart from there, its damping fresh, reaches the certified minimum."""
+    p = next(p for p in NIST_STRD if p.name == "MGH17")
+    start = torch.tensor(p.starts[0], dtype=torch.float64)
+    stalled = slam.least_squares(p.residuals, start, gtol=0.0)  # gtol 0: no cosine test to fall short of
+    assert stalled.termination == "parameter tolerance" and 2.0 * stalled.cost > 0.02
+    result = slam.least_squares(p.residuals, start)
+    assert result.termination == "gradient tolerance" and 2.0 * result.cost == pytest.approx(p.rss, rel=1e-7)
+    assert result.iterations > stalled.iterations and result.nfev == result.iterations + 1
+    # One history across the runs: iterations numbered on, costs in one unit (LM never raises them).
+    assert [record.iteration for record in result.history] == list(range(result.iterations))
+    costs = [float(record.cost[0]) for record in result.history]
+    assert all(b <= a for a, b in zip(costs, costs[1:]))
+    assert costs[-1] == pytest.approx(result.cost / float((p.residuals(start) ** 2).sum()), rel=1e-9)
