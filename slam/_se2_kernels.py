@@ -36,7 +36,9 @@ drop_stale_cache(__file__, CONSTANTS)  # numba's cache does not see them change
 if numba is not None:
     from liegeo._se3_kernels import _horner
 
-__all__ = ["available", "normal_blocks", "residuals", "warm_up"]
+    from ._assembly_kernel import add_blocks
+
+__all__ = ["accumulate_normal", "available", "normal_blocks", "residuals", "warm_up"]
 
 
 def warm_up() -> None:
@@ -49,6 +51,8 @@ def warm_up() -> None:
     residuals(x, x, x, eye, np.zeros((1, 1, 3)))
     normal_blocks(x, x, x, eye, np.ones((1, 1)), np.zeros((1, 1, 3)), np.zeros((1, 1, 3, 6)), np.zeros((1, 1, 21)),
                   np.zeros((1, 1, 6)))
+    accumulate_normal(x, x, x, eye, np.zeros(21, dtype=np.int64), np.zeros(6, dtype=np.int64), np.zeros((1, 1, 3)),
+                      np.zeros((1, 1)), np.zeros((1, 1)))
     exact_blocks(x, x, x, eye, np.zeros((1, 1, 3)), np.zeros((1, 1, 21)), np.zeros((1, 1, 6)))  # implicit backward
     from liegeo import _se2_kernels as _group_kernels
 
@@ -163,19 +167,37 @@ if numba is not None:
         for index in range(batch * edges):
             b, e = index // edges, index % edges
             bz, bl, bs = min(b, z.shape[0] - 1), min(b, sqrt_info.shape[0] - 1), min(b, scale.shape[0] - 1)
-            _edge(xi[b, e], xj[b, e], z[bz, e], r, jac)
-            m, s = sqrt_info[bl, e], scale[bs, e]
-            rw, jw, h, g = rw_out[b, e], jw_out[b, e], h_out[b, e], g_out[b, e]
-            for p in range(3):
-                rw[p] = s * (m[p, 0] * r[0] + m[p, 1] * r[1] + m[p, 2] * r[2])
-                for c in range(6):
-                    jw[p, c] = s * (m[p, 0] * jac[0, c] + m[p, 1] * jac[1, c] + m[p, 2] * jac[2, c])
-            k = 0
-            for p in range(6):
-                g[p] = jw[0, p] * rw[0] + jw[1, p] * rw[1] + jw[2, p] * rw[2]
-                for q in range(p + 1):
-                    h[k] = jw[0, p] * jw[0, q] + jw[1, p] * jw[1, q] + jw[2, p] * jw[2, q]
-                    k += 1
+            _edge_normal(xi[b, e], xj[b, e], z[bz, e], sqrt_info[bl, e], scale[bs, e], r, jac, rw_out[b, e],
+                         jw_out[b, e], h_out[b, e], g_out[b, e])
+
+    @_jit
+    def accumulate_normal(xi, xj, z, sqrt_info, slots, gradient_slots, rw_out, h_out, g_out):
+        """``normal_blocks`` (scale 1) with each edge's blocks added straight into the assembled ``h_out (B,
+        nnz + 1)`` at ``slots (E·21,)`` and ``g_out (B, n + 1)`` at ``gradient_slots (E·6,)`` (the problem's
+        ``CostLayout``; ``Cost.accumulate_normal``), the whitened residual in ``rw_out (B, E, 3)``."""
+        batch, edges = xi.shape[0], xi.shape[1]
+        r, jac, jw, h, g = np.empty(3), np.empty((3, 6)), np.empty((3, 6)), np.empty(21), np.empty(6)
+        for index in range(batch * edges):
+            b, e = index // edges, index % edges
+            bz, bl = min(b, z.shape[0] - 1), min(b, sqrt_info.shape[0] - 1)
+            _edge_normal(xi[b, e], xj[b, e], z[bz, e], sqrt_info[bl, e], 1.0, r, jac, rw_out[b, e], jw, h, g)
+            add_blocks(h_out[b], g_out[b], slots, gradient_slots, h, g, e)
+
+    @_jit
+    def _edge_normal(xi, xj, z, m, s, r, jac, rw, jw, h, g):
+        """One edge's ``r_w = s L r``, ``J_w = s L [J_i | J_j]``, packed lower ``J_wᵀ J_w`` (21) and ``J_wᵀ r_w``
+        (``m = L``; ``r``, ``jac`` scratch)."""
+        _edge(xi, xj, z, r, jac)
+        for p in range(3):
+            rw[p] = s * (m[p, 0] * r[0] + m[p, 1] * r[1] + m[p, 2] * r[2])
+            for c in range(6):
+                jw[p, c] = s * (m[p, 0] * jac[0, c] + m[p, 1] * jac[1, c] + m[p, 2] * jac[2, c])
+        k = 0
+        for p in range(6):
+            g[p] = jw[0, p] * rw[0] + jw[1, p] * rw[1] + jw[2, p] * rw[2]
+            for q in range(p + 1):
+                h[k] = jw[0, p] * jw[0, q] + jw[1, p] * jw[1, q] + jw[2, p] * jw[2, q]
+                k += 1
 
     @_jit
     def _coefficients_complex(t):

@@ -40,6 +40,8 @@ if numba is not None:  # the jitted primitives shared with the group's retractio
     from liegeo._se3_kernels import (_CANCELLING_T, _closed_coefficients, _coefficients, _horner, _multiply,
                                      _series_coefficients)
 
+    from ._assembly_kernel import add_blocks
+
 
 def warm_up() -> None:
     """Load (or, the first time on a machine, compile and cache) every kernel: ~0.3 s once per process,
@@ -52,6 +54,8 @@ def warm_up() -> None:
     residuals(x, x, x, eye, np.zeros((1, 1, 6)))
     normal_blocks(x, x, x, eye, np.ones((1, 1)), np.zeros((1, 1, 6)), np.zeros((1, 1, 6, 12)), np.zeros((1, 1, 78)),
                   np.zeros((1, 1, 12)))
+    accumulate_normal(x, x, x, eye, np.zeros(78, dtype=np.int64), np.zeros(12, dtype=np.int64), np.zeros((1, 1, 6)),
+                      np.zeros((1, 1)), np.zeros((1, 1)))
     exact_blocks(x, x, x, eye, np.zeros((1, 1, 6)), np.zeros((1, 1, 78)), np.zeros((1, 1, 12)))  # implicit backward
     _group_kernels.warm_up()  # SE3.retract_step
 
@@ -317,6 +321,24 @@ if numba is not None:
             rw, jw = rw_out[b, e], jw_out[b, e]
             _whitened_edge(sqrt_info[bl, e], r, work, scale[bs, e], rw, jw)
             _pack_normal(jw, rw, h_out[b, e], g_out[b, e])
+
+    @_jit
+    def accumulate_normal(xi, xj, z, sqrt_info, slots, gradient_slots, rw_out, h_out, g_out):
+        """``normal_blocks`` (scale 1) with each edge's blocks added straight into the assembled ``h_out (B,
+        nnz + 1)`` at ``slots (E·78,)`` and ``g_out (B, n + 1)`` at ``gradient_slots (E·12,)`` (the problem's
+        ``CostLayout``; ``Cost.accumulate_normal``), the whitened residual in ``rw_out (B, E, 6)``, and no
+        Jacobian or block stored."""
+        batch, edges = xi.shape[0], xi.shape[1]
+        r, work, vecs = np.empty(6), np.empty((16, 3, 3)), np.empty((5, 3))
+        jw, h, g = np.empty((6, 12)), np.empty(78), np.empty(12)
+        for index in range(batch * edges):
+            b, e = index // edges, index % edges
+            bz, bl = min(b, z.shape[0] - 1), min(b, sqrt_info.shape[0] - 1)
+            _edge_parts(xi[b, e], xj[b, e], z[bz, e], r, work, vecs)
+            rw = rw_out[b, e]
+            _whitened_edge(sqrt_info[bl, e], r, work, 1.0, rw, jw)
+            _pack_normal(jw, rw, h, g)
+            add_blocks(h_out[b], g_out[b], slots, gradient_slots, h, g, e)
 
     @_jit
     def _coefficients_complex(t):

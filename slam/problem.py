@@ -175,8 +175,7 @@ class Problem:
         ``check``: raise ``NonFiniteError`` where something is not finite; without it the values are
         returned as they are (a trial point the optimizer may still reject).
         """
-        contributions, total = self._blocks(values)
-        h, g = self.structure.assemble(contributions, self.batch_size)
+        h, g, total = self._assembled(values)
         if not check:
             return h, g, total
         # One reduction per tensor on the happy path (a sum is non-finite if any term is, or if it
@@ -219,6 +218,32 @@ class Problem:
         assembling ``H`` (Hessian-vector products by differences of gradients: ``slam.optim.implicit``)."""
         contributions, total = self._blocks(values)
         return self.structure.assemble_gradient([g for _, g in contributions], self.batch_size), total
+
+    def _assembled(self, values: Values) -> tuple[Tensor, Tensor, Tensor]:
+        """``H (B, nnz)``, ``g (B, n)`` and ``F (B,)`` at ``values``.  Costs without a robust loss whose fused
+        path adds its blocks straight into ``H`` and ``g`` (``Cost.accumulate_normal``) go first, into the
+        fresh tensors; the others' blocks are linearized and added after, out of place (differentiable).
+        ``F`` is summed in the costs' order, as ``cost`` sums it."""
+        structure, batch = self.structure, self.batch_size
+        h = torch.zeros(batch, structure.nnz + 1, dtype=self.dtype, device=self.device)
+        g = torch.zeros(batch, structure.n + 1, dtype=self.dtype, device=self.device)
+        instance_costs: list[Tensor | None] = [None] * len(self.costs)
+        rest = []
+        for k, (cost, layout) in enumerate(zip(self.costs, structure.costs)):
+            gathered = self._gather(cost, values)
+            r = cost.accumulate_normal(gathered, batch, layout, h, g) if cost.loss is None else None
+            if r is None:
+                rest.append((k, cost, layout, gathered))
+            else:
+                instance_costs[k] = self._instance_cost(cost, r)
+        for k, cost, layout, gathered in rest:
+            instance_costs[k], _, _, blocks, gradient = self._linearize_cost(cost, gathered)
+            h = structure.add_hessian_blocks(h, layout, blocks, batch)
+            g = structure.add_gradient_blocks(g, layout, gradient, batch)
+        total = torch.zeros(batch, dtype=self.dtype, device=self.device)
+        for instance_cost in instance_costs:
+            total = total + instance_cost.sum(-1)
+        return h[:, : structure.nnz], g[:, : structure.n], total
 
     def _blocks(self, values: Values) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
         """Every cost's ``(JᵀJ, Jᵀr)`` blocks (robust loss applied) and ``F`` ``(B,)`` at ``values``."""

@@ -97,23 +97,34 @@ class Structure:
         """
         ref = contributions[0][0]
         values = torch.zeros(batch, self.nnz + 1, dtype=ref.dtype, device=ref.device)
-        for layout, (h, g) in zip(self.costs, contributions):
-            if h.dim() == g.dim():  # already the packed lower triangle, in tril_indices order
-                lower = h
-            else:
-                d = h.shape[-1]
-                lower = h.reshape(*h.shape[:-2], d * d).index_select(-1, layout.pairs.to(h.device))
-            if layout.multiplicity is not None:
-                lower = lower * layout.multiplicity.to(lower)
-            values = values.index_add(1, layout.hessian_slots.to(h.device), lower.expand(batch, -1, -1).reshape(batch, -1))
+        for layout, (h, _) in zip(self.costs, contributions):
+            values = self.add_hessian_blocks(values, layout, h, batch)
         return values[:, : self.nnz], self.assemble_gradient([g for _, g in contributions], batch)
+
+    @staticmethod
+    def add_hessian_blocks(values: Tensor, layout: CostLayout, h: Tensor, batch: int) -> Tensor:
+        """``values (B, nnz + 1)`` plus one cost's per-instance blocks ``h`` (as ``assemble`` takes them),
+        out of place (differentiable)."""
+        if h.dim() == 3:  # already the packed lower triangle, in tril_indices order
+            lower = h
+        else:
+            d = h.shape[-1]
+            lower = h.reshape(*h.shape[:-2], d * d).index_select(-1, layout.pairs.to(h.device))
+        if layout.multiplicity is not None:
+            lower = lower * layout.multiplicity.to(lower)
+        return values.index_add(1, layout.hessian_slots.to(h.device), lower.expand(batch, -1, -1).reshape(batch, -1))
+
+    @staticmethod
+    def add_gradient_blocks(gradient: Tensor, layout: CostLayout, g: Tensor, batch: int) -> Tensor:
+        """``gradient (B, n + 1)`` plus one cost's per-instance ``g (B, E, D)``, out of place."""
+        return gradient.index_add(1, layout.gradient_slots.to(g.device), g.expand(batch, -1, -1).reshape(batch, -1))
 
     def assemble_gradient(self, contributions: Sequence[Tensor], batch: int) -> Tensor:
         """Sum per-instance ``g: (B, E, D)`` (one per cost) into ``g`` ``(B, n)``, as ``assemble`` does."""
         ref = contributions[0]
         gradient = torch.zeros(batch, self.n + 1, dtype=ref.dtype, device=ref.device)
         for layout, g in zip(self.costs, contributions):
-            gradient = gradient.index_add(1, layout.gradient_slots.to(g.device), g.expand(batch, -1, -1).reshape(batch, -1))
+            gradient = self.add_gradient_blocks(gradient, layout, g, batch)
         return gradient[:, : self.n]
 
 

@@ -82,9 +82,11 @@ def test_linearization_equals_the_torch_path(group, kind, batch, robust, generat
         rotation = r[..., 3:].norm(dim=-1) if group is SE3 else r[..., 2].abs()
         assert float(rotation.min()) > math.pi - 1e-6
     values = problem.initial_values()
-    calls = _counting(monkeypatch, _se3_kernels if group is SE3 else _se2_kernels, ("normal_blocks",))
+    calls = _counting(monkeypatch, _se3_kernels if group is SE3 else _se2_kernels, ("normal_blocks", "accumulate_normal"))
     fused = problem.linearize(values)
-    assert calls, "the fused kernel did not run"
+    # Without a robust loss the kernel adds its blocks straight into H and g; with one, the problem
+    # reweights the blocks and assembles them.
+    assert calls == ["normal_blocks" if robust else "accumulate_normal"], "the fused kernel did not run"
     reference = _torch_path(monkeypatch, lambda: problem.linearize(values))
     (h, g, f), (h_ref, g_ref, f_ref) = fused, reference
     # Tolerances in units of the problem's scale: rounding of r (~1e-16 absolute, whatever its size)
@@ -95,6 +97,44 @@ def test_linearization_equals_the_torch_path(group, kind, batch, robust, generat
     assert torch.allclose(f, f_ref, rtol=1e-9, atol=1e-20)
     assert torch.allclose(problem.cost(values), _torch_path(monkeypatch, lambda: problem.cost(values)),
                           rtol=1e-9, atol=1e-20)
+
+
+@pytest.mark.parametrize("group", [SE3, SE2])
+@pytest.mark.parametrize("batch", [None, 3])
+def test_blocks_added_in_place_equal_the_assembled_blocks(group, batch, generator, monkeypatch):
+    """``Cost.accumulate_normal`` (the kernel adds into H and g at the structure's slots) gives H, g and F
+    equal to the bit to the kernel's blocks assembled by ``Structure.assemble`` (same additions in the same
+    order), with fixed poses (their discarded slots).  Mixed with a robust cost and an edge from a pose to
+    itself (blocks counted twice), which take the blocks path after the in-place ones: equal up to the
+    order of the sums."""
+    from slam import _se2_kernels
+
+    problem, measurement, _ = _problem("ordinary", generator, batch=batch, group=group)
+    between = problem.costs[0]
+    a, b = between.variables
+    a.variable.fixed[[0, 5]] = True
+    problem = Problem([between])
+    loop = Between(a.variable[[3]], a.variable[[3]], measurement=group.identity(1, dtype=torch.float64))
+    robust = Between(a, b, measurement=measurement, weight=between.weight, loss=Huber(0.5))
+    mixed = Problem([between, robust, loop, Between(b, a, measurement=measurement.inverse())])
+    calls = _counting(monkeypatch, _se3_kernels if group is SE3 else _se2_kernels, ("normal_blocks", "accumulate_normal"))
+    for p, expected, exact in ((problem, ["accumulate_normal"], True),
+                               (mixed, ["accumulate_normal", "accumulate_normal", "normal_blocks", "normal_blocks"], False)):
+        values = p.initial_values()
+        calls.clear()
+        h, g, f = p.linearize(values)
+        assert calls == expected
+        contributions, total = p._blocks(values)
+        h_ref, g_ref = p.structure.assemble(contributions, p.batch_size)
+        if exact:
+            assert torch.equal(h, h_ref) and torch.equal(g, g_ref) and torch.equal(f, total)
+        else:
+            assert p.structure.costs[2].multiplicity is not None
+            scale = float(h_ref.abs().max())
+            torch.testing.assert_close(h, h_ref, rtol=0, atol=1e-14 * scale)
+            torch.testing.assert_close(g, g_ref, rtol=0, atol=1e-14 * float(g_ref.abs().max()))
+            assert torch.equal(f, total)  # F is summed in the costs' order either way
+        assert torch.equal(f, p.cost(values))
 
 
 @pytest.mark.parametrize("scale", [1e-10, 1e-3, 0.5, 2.0, 3.1])

@@ -28,7 +28,7 @@ the rest (see ``pose_graph.Between``); nothing outside that module changes.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, ClassVar, Literal, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -39,6 +39,9 @@ from liegeo._kernels import kernel_inputs_ok, numba_available  # noqa: F401  (th
 from ..robust import RobustLoss
 from ..variables import VariableRef
 from ..weights import Weight
+
+if TYPE_CHECKING:
+    from ..structure import CostLayout
 
 JacobianMode = Literal["auto", "reverse", "forward"]
 
@@ -145,6 +148,15 @@ class Cost:
         j = torch.cat([weight.whiten_jacobian(x) for x in parts] if weight is not None else parts, dim=-1)
         jt = j.mT
         return Linearization(r, j, jt @ j, (jt @ r.unsqueeze(-1)).squeeze(-1))
+
+    def accumulate_normal(self, values: Sequence[LieGroup], batch_size: int, layout: CostLayout, h: Tensor,
+                          g: Tensor) -> Tensor | None:
+        """A fused path's shortcut for ``linearize`` where the cost has no robust loss: add the instances'
+        ``JᵀJ`` and ``Jᵀr`` blocks in place into the assembled ``h (B, nnz + 1)`` and ``g (B, n + 1)`` at
+        ``layout``'s slots, and return the whitened residuals ``(B, E, m)``.  ``None`` (nothing added) where
+        the cost has no such path for ``values``; the problem then linearizes and assembles it itself.
+        A kernel that does this stores neither the blocks nor the Jacobians (the default: None)."""
+        return None
 
     def exact_blocks(self, values: Sequence[LieGroup], batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
         """``(r, H, g)`` per instance, before any robust loss: the whitened residual ``r (B, E, m)``, the

@@ -8,7 +8,7 @@ when the cost is created.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
@@ -17,6 +17,9 @@ from liegeo import SE2, SE3, LieGroup
 
 from ..weights import SqrtInformation
 from .base import Linearization, _fused_inputs, kernel_inputs_ok, residual
+
+if TYPE_CHECKING:
+    from ..structure import CostLayout
 
 
 def _kernels(group: type = SE3):
@@ -141,6 +144,18 @@ class Between(residual(_between, jacobians=_between_jacobians)):
         out = torch.empty(batch, self.num, group.tangent_dim, dtype=torch.float64)
         _kernels(group).residuals(*arrays, out.numpy())
         return out
+
+    def accumulate_normal(self, values: Sequence[LieGroup], batch_size: int, layout: CostLayout, h: Tensor,
+                          g: Tensor) -> Tensor | None:
+        fused = self._kernel_inputs(values)
+        # (An edge from a pose to itself counts its blocks twice, CostLayout.multiplicity: the blocks path.)
+        if fused is None or layout.multiplicity is not None or fused[1] != batch_size:
+            return None
+        group, batch, arrays = fused
+        rw = torch.empty(batch, self.num, group.tangent_dim, dtype=torch.float64)
+        _kernels(group).accumulate_normal(*arrays, layout.hessian_slots.numpy(), layout.gradient_slots.numpy(),
+                                          rw.numpy(), h.numpy(), g.numpy())
+        return rw
 
     def linearize(self, values: Sequence[LieGroup], batch_size: int) -> Linearization:
         fused = self._kernel_inputs(values)
