@@ -3,8 +3,13 @@
 Every coefficient here is a function of ``t = θ²`` with a removable singularity
 at ``θ = 0``.  Below a threshold it is evaluated from its Taylor series
 (Horner's rule), above it from the closed form at a masked, safe argument.
-Both branches are computed and merged by ``select``, so there are no
-data-dependent Python branches and autograd never sees ``0/0``.
+Where the elements straddle the threshold both branches are computed and merged
+by ``select``, so autograd never sees ``0/0``; on the CPU, where every element
+takes one branch (the common case: a pose graph's errors are all small), only
+that one runs, and the series only to the terms its largest ``t`` needs
+(``_terms``), with the same values and gradients to the dtype's precision.
+Inside ``torch.func`` transforms, tracing, compilation and on other devices the
+merge always runs (no data-dependent branch).
 
 Two kinds of coefficient need different thresholds:
 
@@ -96,8 +101,47 @@ def select(mask: Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:
     return torch.lerp(if_false, if_true, mask.to(if_false.dtype))
 
 
+def _terms(series: _Series, dtype: torch.dtype, t_max: float) -> list[float]:
+    """The leading coefficients of ``series`` that reach the dtype's precision for every ``t <= t_max``,
+    in the value and its first two derivatives in t (what a double backward uses): the first term
+    left out has ``|c_k| t_max^(k-2)`` below the precision times ``|c_0|``.  Cached per binary exponent
+    of ``t_max`` (the test uses that bucket's upper end)."""
+    exponent = math.frexp(t_max)[1] if t_max > 0.0 else -1074
+    key = (series, dtype, exponent)
+    if key not in _TERMS:
+        full = series.coefficients(dtype)
+        bound, target = math.ldexp(1.0, exponent), _PRECISION.get(dtype, _PRECISION[torch.float32]) * abs(full[0])
+        count = 3
+        while count < len(full) and abs(full[count]) * bound ** (count - 2) > target:
+            count += 1
+        _TERMS[key] = full[:count]
+    return _TERMS[key]
+
+
+_TERMS: dict[tuple[_Series, torch.dtype, int], list[float]] = {}
+
+
+def _branches_on_data(t: Tensor) -> bool:
+    """Whether a coefficient may look at ``t``'s values to skip the branch no element takes: on the CPU
+    (where a look costs a few µs and every skipped tensor op more), outside ``torch.func`` transforms,
+    tracing and compilation (which need one graph for all values)."""
+    return (t.device.type == "cpu" and not torch._C._functorch.is_functorch_wrapped_tensor(t)
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+
+
 def _series_or_exact(t: Tensor, series: _Series, exact: Callable[[Tensor], Tensor]) -> Tensor:
-    small = t < series.threshold(t.dtype)
+    threshold = series.threshold(t.dtype)
+    if t.numel() and _branches_on_data(t):
+        # Where every element takes one branch, only that one runs (the merge below gives the same
+        # values and gradients): the exact form alone, or the series to as many terms as the largest t
+        # needs (28 for jinv at the switch, 4 at θ = 1e-3).  A NaN takes the merge.
+        detached = t.detach()
+        t_max, t_min = float(detached.max()), float(detached.min())
+        if t_max < threshold:
+            return _horner(t, _terms(series, t.dtype, t_max))
+        if t_min >= threshold:
+            return exact(t)
+    small = t < threshold
     safe_t = select(small, torch.full_like(t, 16.0), t)  # 16 > every threshold, < (2π)²
     # The unselected series must stay finite too (lerp: 0 · inf = nan): at θ ~ 1e40 the polynomial
     # in θ² overflows, so it is evaluated at most at 16.

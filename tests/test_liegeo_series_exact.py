@@ -106,10 +106,13 @@ def helper_reference(name: str, t: float) -> mpmath.mpf:
     return +value
 
 
-def _helper_errors(name: str, dtype: torch.dtype) -> list[tuple[float, float]]:
-    """``(error in eps, θ)`` at every test argument."""
+def _helper_errors(name: str, dtype: torch.dtype, one_at_a_time: bool = False) -> list[tuple[float, float]]:
+    """``(error in eps, θ)`` at every test argument: all in one tensor (their ``t`` straddle every switch,
+    so both branches run and are merged), or one element per call (only the branch it takes runs, the
+    series to the terms it needs: ``_math._terms``)."""
     ts = _arguments(dtype)
-    got = getattr(_math, name)(ts).double().tolist()
+    helper = getattr(_math, name)
+    got = ([float(helper(t.reshape(1))) for t in ts] if one_at_a_time else helper(ts).double().tolist())
     eps, out = torch.finfo(dtype).eps, []
     for t, value in zip(ts.double().tolist(), got):
         ref = helper_reference(name, t)
@@ -125,6 +128,39 @@ def test_helpers_exact_to_rounding(name, dtype):
         errors = _helper_errors(name, dtype)
     worst = max(errors)
     assert worst[0] <= HELPER_ULPS, f"{name} in {dtype}: {worst[0]:.1f} eps at θ = {worst[1]!r}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", sorted(SERIES))
+def test_helpers_exact_to_rounding_on_one_branch(name, dtype):
+    with mpmath.workdps(DIGITS):
+        errors = _helper_errors(name, dtype, one_at_a_time=True)
+    worst = max(errors)
+    assert worst[0] <= HELPER_ULPS, f"{name} in {dtype}: {worst[0]:.1f} eps at θ = {worst[1]!r}"
+
+
+@pytest.mark.parametrize("name", sorted(SERIES))
+def test_one_branch_derivatives_equal_the_merged_ones(name):
+    """First and second derivatives in ``t`` (autograd, what the implicit backward's double backward
+    takes) of the one-branch evaluation, with its shortened series, against the merged evaluation with
+    the full series (an argument past the switch appended forces the merge), float64, below every
+    switch: within 1e-13 relative to the largest of the two (1e-13 absolute where they vanish)."""
+    helper = getattr(_math, name)
+    threshold = min(s.threshold(torch.float64) for s in SERIES[name])
+    ts = [t for t in _arguments(torch.float64).tolist() if t < threshold]
+
+    def derivatives(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = t.clone().requires_grad_(True)
+        (first,) = torch.autograd.grad(helper(t).sum(), t, create_graph=True)
+        (second,) = torch.autograd.grad(first.sum(), t)
+        return first.detach(), second
+
+    for t in ts:
+        alone = derivatives(torch.tensor([t], dtype=torch.float64))
+        merged = derivatives(torch.tensor([t, 10.0 * threshold], dtype=torch.float64))
+        for a, m, order in zip(alone, merged, ("first", "second")):
+            a, m = float(a[0]), float(m[0])
+            assert abs(a - m) <= 1e-13 * max(abs(a), abs(m), 1.0), f"{name}'s {order} derivative at t = {t!r}: {a!r} vs {m!r}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
