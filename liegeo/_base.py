@@ -254,6 +254,14 @@ class LieGroup(abc.ABC):
                     return self._wrap(out)
         return self.retract(delta)
 
+    def retract_velocity(self, delta: Tensor) -> Tensor:
+        """``d/dt (x · Exp(t δ))`` of the storage at ``t = 0``: ``(*batch, param_dim)``, the direction in which
+        the tangent ``δ: (*batch, tangent_dim)`` moves the storage of ``x``.  Closed forms in every group
+        here (each composition is linear in its right factor's storage); this default is a forward-mode
+        derivative of ``retract`` (correct for any group, ~100x slower)."""
+        self._check_tangent(delta)
+        return torch.func.jvp(lambda d: self._compose(self._exp(d)).data, (torch.zeros_like(delta),), (delta,))[1]
+
     def local(self, other: Self, *, jacobians: bool = False) -> Any:
         """``Log(x⁻¹ · y)``, the tangent at ``x`` that reaches ``y``; Jacobians ``(-J_l⁻¹(d), J_r⁻¹(d))``."""
         self._check_same_type(other)
@@ -454,6 +462,15 @@ class SOBase(LieGroup):
     def _compose(self, other: Self) -> Self:
         return self._wrap(self._multiply(self.data, other.data))
 
+    @staticmethod
+    @abc.abstractmethod
+    def _exp_velocity(delta: Tensor) -> Tensor:
+        """``d/dt Exp(t δ)`` of the storage at ``t = 0`` (the identity's storage moved along ``δ``)."""
+
+    def retract_velocity(self, delta: Tensor) -> Tensor:
+        self._check_tangent(delta)
+        return self._multiply(self.data, self._exp_velocity(delta))  # the product is linear in its right factor
+
     def _inverse(self) -> Self:
         return self._wrap(self._conjugate(self.data))
 
@@ -545,6 +562,13 @@ class SEBase(LieGroup):
 
     def normalize(self) -> Self:
         return self.from_rotation_translation(self.rotation().normalize(), self.translation())
+
+    def retract_velocity(self, delta: Tensor) -> Tensor:
+        # x · Exp(tδ) = (R_x R(t), R_x t(t) + t_x) with t(t) = t δ_ρ + O(t²)
+        self._check_tangent(delta)
+        n, rot = self.point_dim, self.rotation_type
+        r = self.data[..., n:]
+        return torch.cat([rot._rotate(r, delta[..., :n]), rot._multiply(r, rot._exp_velocity(delta[..., n:]))], dim=-1)
 
     def _compose(self, other: Self) -> Self:
         n, rot = self.point_dim, self.rotation_type

@@ -65,6 +65,10 @@ class Euclidean(LieGroup):
     def _compose(self, other: Euclidean) -> Euclidean:
         return Euclidean(self.data + other.data)
 
+    def retract_velocity(self, delta: Tensor) -> Tensor:
+        self._check_tangent(delta)
+        return delta.expand(*_math.broadcast_shapes(self.data.shape[:-1], delta.shape[:-1]), delta.shape[-1])
+
     def _inverse(self) -> Euclidean:
         return Euclidean(-self.data)
 

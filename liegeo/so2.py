@@ -69,6 +69,10 @@ class SO2(SOBase):
     def _exp(cls, xi: Tensor) -> SO2:
         return cls._wrap(torch.cat([torch.cos(xi), torch.sin(xi)], dim=-1))
 
+    @staticmethod
+    def _exp_velocity(delta: Tensor) -> Tensor:
+        return torch.cat([torch.zeros_like(delta), delta], dim=-1)  # (cos θ, sin θ)
+
     def _log(self) -> Tensor:
         return self.angle().unsqueeze(-1)
 

@@ -242,6 +242,10 @@ class SO3(SOBase):
     def _exp(cls, xi: Tensor) -> SO3:
         return cls._wrap(exp_quaternion(xi, _math.squared_norm(xi)))
 
+    @staticmethod
+    def _exp_velocity(delta: Tensor) -> Tensor:
+        return torch.cat([0.5 * delta, torch.zeros_like(delta[..., :1])], dim=-1)  # (sin(θ/2) axis, cos(θ/2))
+
     def _log(self) -> Tensor:
         # ω = ±2 atan2(|v|, |w|) / |v| · v: taking |w| (and flipping the sign of ω when w < 0)
         # is log(±q) on the principal branch, θ ∈ [0, π].

@@ -213,6 +213,35 @@ class Problem:
             hessian, _ = self.structure.assemble(contributions, self.batch_size)
         return hessian
 
+    def directional_gradient(self, values: Values, w: Tensor) -> Tensor:
+        """``Σ wᵀ g`` (``g = ∂F(x ⊕ δ)/∂δ`` at ``δ = 0`` and ``values``, ``w: (B, n)`` held constant) as a
+        differentiable function of the costs' tensors: what the implicit backward differentiates for
+        ``wᵀ ∂g/∂θ`` (``slam.optim.implicit``).  A cost's own smaller graph where it has one
+        (``Cost.directional_residual``) and no value carries a graph; the others by their gradient along
+        the retraction.  Call with grad enabled."""
+        structure, batch = self.structure, self.batch_size
+        free_of_graph = not any(v.data.requires_grad for v in values)
+        padded = torch.cat([w, w.new_zeros(batch, 1)], dim=-1)  # slot n: a fixed variable's discarded column
+        total, rest = w.new_zeros(()), []
+        for cost, layout in zip(self.costs, structure.costs):
+            found = None
+            if free_of_graph:
+                direction = padded[:, layout.gradient_slots.to(w.device)].reshape(batch, cost.num, -1)
+                found = cost.directional_residual(self._gather(cost, values), direction)
+            if found is None:
+                rest.append(cost)
+                continue
+            point, velocity, r = found
+            (slope,) = torch.autograd.grad(self._instance_cost(cost, r).sum(), point, create_graph=True)
+            total = total + (slope * velocity).sum()
+        if rest:
+            delta = torch.zeros(batch, structure.n, dtype=self.dtype, device=self.device, requires_grad=True)
+            moved = self.retract(values, delta)
+            f = sum(self._instance_cost(c, c.whitened_residual(self._gather(c, moved))).sum() for c in rest)
+            (g,) = torch.autograd.grad(f, delta, create_graph=True)
+            total = total + (g * w).sum()
+        return total
+
     def gradient(self, values: Values) -> tuple[Tensor, Tensor]:
         """``g = Jᵀr`` ``(B, n)`` and ``F`` ``(B,)`` at ``values``, as ``linearize`` gives them, without
         assembling ``H`` (Hessian-vector products by differences of gradients: ``slam.optim.implicit``)."""

@@ -35,6 +35,32 @@ def test_axioms(group, regime, batch, generator):
 
 @groups
 @regimes
+@batches
+def test_retract_velocity_is_the_derivative_of_retract(group, regime, batch, generator):
+    """``retract_velocity``'s closed form against the generic forward-mode default (``LieGroup``'s) and
+    Richardson central differences of ``retract`` along the tangent, at elements in every regime."""
+    from liegeo._base import LieGroup
+
+    x = sample(group, regime, *batch, generator=generator)
+    delta = torch.randn(*batch, group.tangent_dim, generator=generator, dtype=torch.float64)
+    got = x.retract_velocity(delta)
+    torch.testing.assert_close(got, LieGroup.retract_velocity(x, delta), rtol=0, atol=1e-15)
+    h = 1e-4
+
+    def difference(step):
+        return (x.retract(step * delta).data - x.retract(-step * delta).data) / (2 * step)
+
+    torch.testing.assert_close(got, (4 * difference(h / 2) - difference(h)) / 3, rtol=0, atol=1e-10)
+
+
+def test_euclidean_retract_velocity_is_the_tangent(generator):
+    x = Euclidean(torch.randn(4, 3, generator=generator, dtype=torch.float64))
+    delta = torch.randn(3, generator=generator, dtype=torch.float64)
+    assert torch.equal(x.retract_velocity(delta), delta.expand(4, 3))
+
+
+@groups
+@regimes
 def test_act_is_the_matrix_action(group, regime, generator):
     x = sample(group, regime, 9, generator=generator)
     p = torch.randn(9, group.point_dim, generator=generator, dtype=torch.float64)

@@ -342,3 +342,43 @@ def test_implicit_products_choice():
         _checked_products(problem32, slam.Implicit(products="differences"))
     with pytest.raises(ValueError, match="products"):
         slam.Implicit(products="finite")
+
+
+@pytest.mark.parametrize("group", ["SE3", "SE2"])
+@pytest.mark.parametrize("batch", [None, 2])
+def test_directional_gradient_by_the_between_graph_equals_the_retraction_path(group, batch, generator, monkeypatch):
+    """``Problem.directional_gradient`` (what the implicit backward differentiates for ``wᵀ ∂g/∂θ``): the
+    ``Between`` cost's graph on ``D = X_i⁻¹ X_j``'s storage gives the same gradients, with respect to the
+    raw measurement storage (its off-group component too), a full sqrt-information and a robust scale,
+    as differentiating ``g`` along every pose's retraction; with fixed poses, batched."""
+    from liegeo import SE3
+
+    G = SE3 if group == "SE3" else SE2
+    d = G.tangent_dim
+    shape = (batch,) if batch else ()
+    poses = G.random(*shape, 7, generator=generator, dtype=torch.float64)
+    i = torch.tensor([0, 1, 2, 3, 4, 5, 0, 2])
+    j = torch.tensor([1, 2, 3, 4, 5, 6, 3, 6])
+    noise = 0.3 * torch.randn(*shape, len(i), d, generator=generator, dtype=torch.float64)
+    z = G(poses[..., i].between(poses[..., j]).retract(noise).data.clone().requires_grad_(True))
+    a = torch.randn(len(i), d, d, generator=generator, dtype=torch.float64)
+    sqrt_info = (a + 3.0 * torch.eye(d, dtype=torch.float64)).requires_grad_(True)
+    scale = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    variable = slam.Variable(poses, fixed=[0, 4])
+    cost = Between(variable[i], variable[j], measurement=z, weight=slam.SqrtInformation(sqrt_info),
+                   loss=slam.Cauchy(scale))
+    problem = slam.Problem([cost])
+    values = problem.initial_values()
+    w = torch.randn(problem.batch_size, problem.structure.n, generator=generator, dtype=torch.float64)
+    targets = [z.data, sqrt_info, scale]
+    direction = torch.zeros(problem.batch_size, len(i), 2 * d, dtype=torch.float64)
+    assert cost.directional_residual(problem._gather(cost, values), direction) is not None  # the graph on D is used
+    with torch.enable_grad():
+        fast = torch.autograd.grad(problem.directional_gradient(values, w), targets)
+        monkeypatch.setattr(Between, "directional_residual", lambda self, values, direction: None)
+        reference = torch.autograd.grad(problem.directional_gradient(values, w), targets)
+    for got, want in zip(fast, reference):
+        assert relative_error(got, want) < 1e-12
+    unit = z.data.detach()[..., G.point_dim:]
+    radial = (reference[0][..., G.point_dim:] * unit).sum(-1)
+    assert float(radial.abs().max()) > 1e-3 * float(reference[0].abs().max())  # the off-group part is there to compare

@@ -158,6 +158,15 @@ class Cost:
         A kernel that does this stores neither the blocks nor the Jacobians (the default: None)."""
         return None
 
+    def directional_residual(self, values: Sequence[LieGroup], direction: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+        """A smaller graph for the implicit backward's ``wᵀ ∂g/∂θ`` (``Problem.directional_gradient``):
+        ``(point, velocity, r)``, ``r (B, E, m)`` the whitened residual as a function of ``point`` (a leaf
+        that requires grad) and of the cost's tensors by its torch path, such that at ``point``'s value
+        ``∂r/∂point · velocity`` is the derivative of ``r`` along ``δ = direction (B, E, D)`` (each instance's
+        stacked argument tangents) at ``values``.  None (the default): the problem differentiates the
+        cost along every variable's retraction."""
+        return None
+
     def exact_blocks(self, values: Sequence[LieGroup], batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
         """``(r, H, g)`` per instance, before any robust loss: the whitened residual ``r (B, E, m)``, the
         exact Hessian of ``½‖W r(x ⊕ δ)‖²`` in the arguments' stacked right tangents ``δ`` at 0, ``H = JᵀJ +

@@ -157,6 +157,19 @@ class Between(residual(_between, jacobians=_between_jacobians)):
                                           rw.numpy(), h.numpy(), g.numpy())
         return rw
 
+    def directional_residual(self, values: Sequence[LieGroup], direction: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        # r = Log(Z⁻¹ D) sees the poses only through D = X_i⁻¹ X_j, and (δ_i, δ_j) move D to D Exp(δ_j -
+        # Ad(D⁻¹) δ_i) to first order: the graph is Log on D's storage, without retractions or between.
+        x_i, x_j = values
+        with torch.no_grad():
+            d = x_i.between(x_j)
+            n = d.tangent_dim
+            moved = direction[..., n:] - (d.inverse().adjoint() @ direction[..., :n].unsqueeze(-1)).squeeze(-1)
+            velocity = d.retract_velocity(moved)
+        point = d.data.detach().clone().requires_grad_(True)
+        r = self.data["measurement"].local(d._new(point))
+        return point, velocity, self.weight.whiten(r) if self.weight is not None else r
+
     def linearize(self, values: Sequence[LieGroup], batch_size: int) -> Linearization:
         fused = self._kernel_inputs(values)
         if fused is None:

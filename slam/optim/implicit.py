@@ -24,7 +24,9 @@ cost computes in its fastest path (a fused kernel where it has one): the gradien
 ``H p = [g(x* ⊕ tp) - g(x* ⊕ -tp)] / 2t - ½ ad(p)ᵀ g(x*) + O(t²)``.  Each such product is within
 ~1e-9 of the exact one relative to its norm, but CG amplifies that error in the Hessian's weak
 directions (5e-5 relative in parking-garage's gradients), so double backward stays the default.
-``wᵀ ∂g/∂θ`` is always one exact double backward.  (Differences of ``∂F/∂θ`` along ``w`` were measured too: the rounding of
+``wᵀ ∂g/∂θ`` is always one exact double backward, of ``Problem.directional_gradient``: each cost's
+smallest graph of ``wᵀ g`` (a between cost's: its residual on ``D = X_i⁻¹ X_j``'s storage, moved along
+``D Exp(w_j - Ad(D⁻¹) w_i)``, without the retractions and the between), the same function of θ.  (Differences of ``∂F/∂θ`` along ``w`` were measured too: the rounding of
 ``x* ⊕ tw``, ~eps times the translations, leaves ~1e-5 relative error in the gradients of edges
 where ``w`` is small, so they are not used.)
 """
@@ -168,15 +170,14 @@ class _LazyImplicitStep(torch.autograd.Function):
     def backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, ...]:
         problem, solution = ctx.problem, ctx.solution
         with torch.enable_grad():
-            delta = torch.zeros_like(v, requires_grad=True)
-            cost = problem.cost(problem.retract(solution, delta)).sum()
-            (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
-            w = _solve_implicit(ctx.hessian_times or _autograd_hvp(gradient, delta), ctx.factorization, v, ctx.mode,
-                                ctx.direct)
+            # The graph of g for Hessian-vector products only where CG runs (not the direct solve).
+            w = _solve_implicit(ctx.hessian_times or _lazy_autograd_hvp(problem, solution, v), ctx.factorization, v,
+                                ctx.mode, ctx.direct)
             targets = _implicit_inputs(problem, solution)
-            # A scalar output, not grad_outputs=: torch 2.13 checks grad_outputs' shapes with
+            # -wᵀ ∂g/∂θ through each cost's smallest graph of wᵀ g (Problem.directional_gradient).  A scalar
+            # output, not grad_outputs=: torch 2.13 checks grad_outputs' shapes with
             # torch.fx.experimental.symbolic_shapes, whose import (sympy) takes ~1.2 s on a process's first call.
-            grads = torch.autograd.grad((gradient * -w).sum(), targets, allow_unused=True)
+            grads = torch.autograd.grad(problem.directional_gradient(solution, -w.detach()), targets, allow_unused=True)
         return (None, None, None, None, None, None, *grads)
 
 
@@ -233,6 +234,22 @@ def _difference_hvp(problem: Problem, solution: Values, g: Tensor, p: Tensor) ->
         plus, _ = problem.gradient(problem.retract(solution, t * p))
         minus, _ = problem.gradient(problem.retract(solution, -t * p))
         return (plus - minus) / (2.0 * t) - 0.5 * problem.tangent_bracket(p, g)
+
+
+def _lazy_autograd_hvp(problem: Problem, solution: Values, like: Tensor) -> Callable[[Tensor], Tensor]:
+    """``_autograd_hvp`` at ``solution``, its graph of ``g`` built on the first product."""
+    built: list[Callable[[Tensor], Tensor]] = []
+
+    def hessian_times(p: Tensor) -> Tensor:
+        if not built:
+            with torch.enable_grad():
+                delta = torch.zeros_like(like, requires_grad=True)
+                cost = problem.cost(problem.retract(solution, delta)).sum()
+                (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
+            built.append(_autograd_hvp(gradient, delta))
+        return built[0](p)
+
+    return hessian_times
 
 
 def _autograd_hvp(gradient: Tensor, delta: Tensor) -> Callable[[Tensor], Tensor]:
