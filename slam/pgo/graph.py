@@ -139,12 +139,26 @@ class PoseGraph:
         to them, as they do to ``measurements`` and ``poses`` that require grad.
         """
         variable = Variable(self.poses if poses is None else poses, fixed=self.fixed, name="pose")
-        weight = SqrtInformation.from_information(self.information, what=f"{self.source or 'pose graph'}: information")
+        weight = self._sqrt_information()
         if edge_weights is not None:
             weight = weight.scaled(edge_weights.sqrt())
         cost = Between(variable[self.i], variable[self.j], measurement=self.measurements, weight=weight, loss=loss,
                        name="between")
         return Problem([cost]), variable
+
+    def _sqrt_information(self) -> SqrtInformation:
+        """``SqrtInformation.from_information`` of the edges' information, kept for the next ``problem``
+        while the tensor is unchanged (its version counter) and has no graph (one that requires grad is
+        factorized anew each time, so that every training step differentiates its own)."""
+        information = self.information
+        key = (information._version, information.dtype, information.device)
+        cached = self.__dict__.get("_sqrt_information_cache")
+        if cached is not None and cached[0] == key and not information.requires_grad:
+            return cached[1]
+        weight = SqrtInformation.from_information(information, what=f"{self.source or 'pose graph'}: information")
+        if not information.requires_grad:
+            self.__dict__["_sqrt_information_cache"] = (key, weight)  # (a frozen dataclass: not a field)
+        return weight
 
     def errors(self, poses: LieGroup | None = None) -> Tensor:
         """``(E, d)`` (or ``(B, E, d)``) between errors ``Log(Z⁻¹ X_i⁻¹ X_j)`` at ``poses`` (default: the
