@@ -171,8 +171,7 @@ if numba is not None:
         r[2] = te[2] - 0.5 * wt2 + jinv * (w[0] * wt1 - w[1] * wt0)
         r[3], r[4], r[5] = w[0], w[1], w[2]
 
-        _jr_inv_blocks(r[0], r[1], r[2], w[0], w[1], w[2], t, jinv, sinc3, cos4, q5, work)
-        a, b = work[5], work[12]
+        _jr_inv_blocks(r[0], r[1], r[2], w[0], w[1], w[2], t, jinv, sinc3, cos4, q5, work)  # A, B into work
         # Ad(D⁻¹) = [[Rᵀ, [p]× Rᵀ], [0, Rᵀ]] with R = R_D, p = -Rᵀ t_D
         _matrix(dx, dy, dz, dw, rot_d)
         rt = work[13]

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -148,33 +149,127 @@ def analyze(
         offset += free.shape[0] * dim
     n = offset
 
-    rows, cols, per_cost = [], [], []
-    for arguments in costs:
+    blocks = _Blocks(layouts)
+    per_cost = [blocks.of_cost(layouts, arguments) for arguments in costs]
+    pattern = blocks.pattern(n)
+    cost_layouts = []
+    for arguments, element_blocks in zip(costs, per_cost):
         columns = torch.cat([layouts[t].columns(index.cpu()) for t, index in arguments], dim=-1)  # (E, D)
         dims = [layouts[t].dim for t, _ in arguments]
         d = sum(dims)
         a, b = torch.tril_indices(d, d)
-        ga, gb = columns[:, a], columns[:, b]  # (E, P)
-        valid = (ga >= 0) & (gb >= 0)
-        rows.append(torch.maximum(ga, gb)[valid])
-        cols.append(torch.minimum(ga, gb)[valid])
-        twice = (ga == gb) & (a != b) & valid
-        per_cost.append((dims, a * d + b, valid, columns, twice))
-
-    pattern, slot = SparsePattern.from_coordinates(n, torch.cat(rows), torch.cat(cols))
-    nnz = pattern.rows.shape[0]
-
-    cost_layouts, start = [], 0
-    for dims, pairs, valid, columns, twice in per_cost:
-        count = int(valid.sum())
-        hessian_slots = torch.full(valid.shape, nnz, dtype=torch.long)
-        hessian_slots[valid] = slot[start : start + count]
-        start += count
+        hessian_slots, twice = blocks.slots(element_blocks, dims, columns.numpy(), a.numpy(), b.numpy(), pattern.nnz)
         gradient_slots = torch.where(columns >= 0, columns, torch.full_like(columns, n))
-        multiplicity = (1.0 + twice.double()) if bool(twice.any()) else None
-        cost_layouts.append(CostLayout(dims, pairs, hessian_slots.reshape(-1), gradient_slots.reshape(-1), multiplicity))
+        multiplicity = (1.0 + torch.from_numpy(twice).double()) if bool(twice.any()) else None
+        cost_layouts.append(CostLayout(dims, a * d + b, torch.from_numpy(hessian_slots).reshape(-1),
+                                       gradient_slots.reshape(-1), multiplicity))
 
     return Structure(n, layouts, cost_layouts, pattern, key=structure_key(tables, costs))
+
+
+class _Blocks:
+    """The pattern of ``H`` block by block: one block per free element (its ``dim`` columns), the pairs of
+    blocks that some cost instance couples, and from them the scalar pattern in CSC order and each
+    instance's slots, without sorting the scalar entries (``E·D(D+1)/2`` of them: 490k on
+    parking-garage, whose block pairs number 6k).  Column ``c`` of block ``C`` holds, in order, the rows
+    ``c..`` of ``C``'s diagonal block (just ``c`` where no instance touches the element: the diagonal
+    must be there) and then every row of each block ``R > C`` coupled with ``C``, ``R`` increasing."""
+
+    def __init__(self, layouts: Sequence[TableLayout]):
+        self.first = np.cumsum([0] + [t.num_free for t in layouts[:-1]]).astype(np.int64)  # first block of each table
+        self.start = np.concatenate([t.offset + np.arange(t.num_free, dtype=np.int64) * t.dim for t in layouts]
+                                    + [np.zeros(0, dtype=np.int64)])
+        self.dim = np.concatenate([np.full(t.num_free, t.dim, dtype=np.int64) for t in layouts]
+                                  + [np.zeros(0, dtype=np.int64)])
+        self.touched = np.zeros(self.start.size, dtype=bool)
+        self._keys: list[np.ndarray] = []
+
+    def of_cost(self, layouts: Sequence[TableLayout], arguments: Sequence[tuple[int, Tensor]]) -> np.ndarray:
+        """``(E, m)`` the block of each argument of each instance (-1: fixed); records the couplings."""
+        nb = self.start.size
+        columns = []
+        for t, index in arguments:
+            ordinal = layouts[t].ordinal[index.cpu()].numpy()
+            columns.append(np.where(ordinal >= 0, self.first[t] + ordinal, -1))
+        blocks = np.stack(columns, axis=1) if columns else np.zeros((0, 0), dtype=np.int64)
+        self.touched[blocks[blocks >= 0]] = True
+        a, b = np.tril_indices(blocks.shape[1], -1)
+        ba, bb = blocks[:, a], blocks[:, b]
+        coupled = (ba >= 0) & (bb >= 0) & (ba != bb)
+        self._keys.append((np.minimum(ba, bb) * nb + np.maximum(ba, bb))[coupled])
+        return blocks
+
+    def pattern(self, n: int) -> SparsePattern:
+        """The scalar pattern; keeps the block layout ``slots`` needs."""
+        nb = self.start.size
+        keys = np.unique(np.concatenate(self._keys + [np.zeros(0, dtype=np.int64)]))  # by (C, R)
+        self.keys, pair_col, pair_row = keys, keys // max(nb, 1), keys % max(nb, 1)
+        height = self.dim[pair_row]
+        below = np.bincount(pair_col, weights=height, minlength=nb).astype(np.int64)  # rows of R > C in C's columns
+        group_start = np.searchsorted(pair_col, np.arange(nb))
+        before = np.cumsum(height) - height  # rows of the pairs before, all columns
+        self.prefix = before - (before[group_start[pair_col]] if keys.size else 0)
+        # per scalar column: the diagonal block's rows from the diagonal down, then the coupled blocks'
+        block_of_column = np.repeat(np.arange(nb), self.dim)
+        k = np.arange(n, dtype=np.int64) - self.start[block_of_column]
+        self.diagonal_rows = np.where(self.touched[block_of_column], self.dim[block_of_column] - k, 1)
+        count = self.diagonal_rows + below[block_of_column]
+        self.colptr = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
+        # Segments of consecutive rows: (position, first row, length, column).
+        columns = np.arange(n, dtype=np.int64)
+        widths = self.dim[pair_col]
+        pair_of = np.repeat(np.arange(keys.size), widths)
+        pair_k = np.arange(pair_of.size, dtype=np.int64) - np.repeat(np.cumsum(widths) - widths, widths)
+        pair_column = self.start[pair_col[pair_of]] + pair_k
+        position = np.concatenate([self.colptr[:-1], self.colptr[pair_column] + self.diagonal_rows[pair_column]
+                                   + self.prefix[pair_of]])
+        first = np.concatenate([columns, self.start[pair_row[pair_of]]])
+        length = np.concatenate([self.diagonal_rows, height[pair_of]])
+        column = np.concatenate([columns, pair_column])
+        within = np.arange(int(length.sum()), dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
+        entry = np.repeat(position, length) + within
+        rows, cols = np.empty(entry.size, dtype=np.int64), np.empty(entry.size, dtype=np.int64)
+        rows[entry], cols[entry] = np.repeat(first, length) + within, np.repeat(column, length)
+        return SparsePattern(n, torch.from_numpy(rows), torch.from_numpy(cols))
+
+    def slots(self, blocks: np.ndarray, dims: Sequence[int], columns: np.ndarray, a: np.ndarray, b: np.ndarray,
+              nnz: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each instance's position in H's values of each local lower-triangle pair ``(a, b)`` (``nnz``
+        where a variable is fixed) and where a pair lands twice (an element used by two arguments).
+
+        Per instance and pair of arguments (blocks ``C < R`` or one block twice) the slots follow from
+        ``C``'s first position and the pair's place in ``C``'s columns; only the last step is per entry."""
+        nb, m = self.start.size, blocks.shape[1]
+        argument = np.repeat(np.arange(m), dims)
+        offset_in = np.arange(sum(dims)) - np.repeat(np.cumsum(dims) - np.asarray(dims), dims)  # within its argument
+        q = argument[a] * m + argument[b]  # (P,) the argument pair of each local entry
+        ia, ib = offset_in[a], offset_in[b]
+        low = np.minimum(blocks[:, :, None], blocks[:, None, :]).reshape(-1, m * m)  # (E, m²)
+        high = np.maximum(blocks[:, :, None], blocks[:, None, :]).reshape(-1, m * m)
+        valid_pair = low >= 0
+        flip = (blocks[:, :, None] < blocks[:, None, :]).reshape(-1, m * m)  # a's block is C, not R
+        col_block, row_block = np.where(valid_pair, low, 0), np.where(valid_pair, high, 0)
+        if self.keys.size:
+            pairs = np.minimum(np.searchsorted(self.keys, col_block * nb + row_block), self.keys.size - 1)
+            prefix = self.prefix[pairs]
+        else:
+            prefix = np.zeros_like(col_block)
+        d_c = self.dim[col_block]
+        first = self.colptr[self.start[col_block]]  # C's first column's first slot
+        below = self.colptr[self.start[col_block] + 1] - first - d_c  # rows of R > C in each of C's columns
+        same = col_block == row_block
+        # Column k of C starts at first + k (below + d_C) - k (k - 1) / 2; its diagonal part is d_C - k rows
+        # long (C is touched), then the pair's rows at its prefix.
+        take = lambda x: np.take(x, q, axis=1)  # noqa: E731  (E, m²) -> (E, P)
+        flipped, diagonal = take(flip), take(same)
+        # the entry's column within C, and its row within R (or within C's diagonal block: the larger)
+        k = np.where(diagonal, np.minimum(ia, ib), np.where(flipped, ia, ib))
+        i = np.where(flipped, ib, ia)
+        start_k = take(first) + k * (take(below) + take(d_c)) - (k * (k - 1)) // 2
+        slots = np.where(diagonal, start_k + np.abs(ia - ib), start_k + take(d_c) - k + take(prefix) + i)
+        valid = take(valid_pair)
+        ga, gb = columns[:, a], columns[:, b]
+        return np.where(valid, slots, nnz), (ga == gb) & (a != b) & valid
 
 
 def structure_key(tables: Sequence[tuple[int, int, Tensor]], costs: Sequence[Sequence[tuple[int, Tensor]]]) -> str:
