@@ -449,4 +449,10 @@ def sparse_solve(values: Tensor, rhs: Tensor, factor: BatchedSparseCholesky) -> 
         ``x`` shaped, typed and placed like ``rhs``; zeros for matrices that failed to factorize.
         Gradients flow to ``values`` and ``rhs`` (once differentiable).
     """
+    if not torch.is_grad_enabled() or not (values.requires_grad or rhs.requires_grad):
+        # Nothing to differentiate: the factors' solve without autograd.Function's bookkeeping (an
+        # optimizer's step, every iteration).
+        if values.shape[0] != rhs.shape[0]:
+            raise ValueError(f"batch sizes differ: values {tuple(values.shape)}, rhs {tuple(rhs.shape)}")
+        return factor._numeric_of(values).solve(rhs)
     return _SparseSolve.apply(values, rhs, factor)

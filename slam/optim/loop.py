@@ -61,6 +61,7 @@ class _Stops:
         self.converged = torch.zeros(batch, dtype=torch.bool, device=device)
         self.reasons: list[Termination | None] = [None] * batch
         self._pending: list[tuple[Tensor, Termination]] = []
+        self._any_active = batch > 0
 
     def __call__(self, mask: Tensor, why: Termination) -> None:
         self._pending.append((mask, why))
@@ -70,10 +71,9 @@ class _Stops:
         whether any problem is still active."""
         pending, self._pending = self._pending, []
         if not pending:
-            return bool(self.active.any())
-        hits = torch.stack([mask.to(self.active.device) for mask, _ in pending]) & self.active  # (K, B)
-        flags = torch.cat([hits.any(-1), (self.active & ~hits.any(0)).any().view(1)]).tolist()
-        for (mask, why), hit in zip(pending, flags[:-1]):
+            return self._any_active
+        hits = (torch.stack([mask.to(self.active.device) for mask, _ in pending]) & self.active).any(-1).tolist()
+        for (mask, why), hit in zip(pending, hits):
             if hit:  # rare: the exact sequential update
                 mask = mask.to(self.active.device) & self.active
                 for b in torch.nonzero(mask).flatten().tolist():
@@ -81,7 +81,8 @@ class _Stops:
                 if why.converged:
                     self.converged = self.converged | mask
                 self.active = self.active & ~mask
-        return bool(flags[-1])
+                self._any_active = bool(self.active.any())
+        return self._any_active
 
 
 def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
