@@ -60,15 +60,16 @@ def warm_up() -> None:
 
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+    _inline = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
 
-    @_jit
+    @_inline
     def _horner(t, c):
         out = c[len(c) - 1]
         for k in range(len(c) - 2, -1, -1):
             out = out * t + c[k]
         return out
 
-    @_jit
+    @_inline
     def _coefficients(t):
         """``jinv, sinc3, cos4, q5`` of ``t = θ²`` (see ``liegeo._math``)."""
         if t < _CANCELLING_T:
@@ -77,19 +78,19 @@ if numba is not None:
         half = 0.5 * theta
         return _closed_coefficients(t, theta, math.sin(theta), math.cos(theta), half * math.cos(half) / math.sin(half))
 
-    @_jit
+    @_inline
     def _series_coefficients(t):
         """``_coefficients`` below the switch point, generic in the scalar type (``slam._se3_kernels`` runs
         it on complex steps)."""
         return _horner(t, _JINV), _horner(t, _SINC3), _horner(t, _COS4), _horner(t, _Q5)
 
-    @_jit
+    @_inline
     def _closed_coefficients(t, theta, s, c, half_cot):
         """``_coefficients`` from ``θ``, ``sin θ``, ``cos θ`` and ``(θ/2) cot(θ/2)``, generic in the scalar type."""
         return (1.0 - half_cot) / t, (theta - s) / (t * theta), (c - 1.0 + 0.5 * t) / (t * t), \
             (2.0 * theta - 3.0 * s + theta * c) / (2.0 * t * t * theta)
 
-    @_jit
+    @_inline
     def _multiply(ax, ay, az, aw, bx, by, bz, bw):
         return (aw * bx + ax * bw + ay * bz - az * by,
                 aw * by - ax * bz + ay * bw + az * bx,

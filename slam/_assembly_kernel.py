@@ -13,7 +13,7 @@ except ImportError:  # the kernels that would call it are not used either
 
 if numba is not None:
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(cache=True, nogil=True, inline="always")  # (inlined: called once per instance)
     def add_blocks(h_row, g_row, slots, gradient_slots, h, g, instance):  # type: ignore[no-untyped-def]
         """``h_row[slots[i·P + k]] += h[k]`` and ``g_row[gradient_slots[i·D + k]] += g[k]`` for instance ``i``
         (``P = h.size`` packed lower-triangle entries, ``D = g.size``; a slot past the end of the

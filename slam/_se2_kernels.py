@@ -61,8 +61,9 @@ def warm_up() -> None:
 
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+    _inline = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
 
-    @_jit
+    @_inline
     def _jinv(t):
         """``(1 - (θ/2) cot(θ/2)) / θ²`` of ``t = θ²`` (``_math.jinv``)."""
         if t < _CANCELLING_T:
@@ -70,7 +71,7 @@ if numba is not None:
         half = 0.5 * math.sqrt(t)
         return (1.0 - half * math.cos(half) / math.sin(half)) / t
 
-    @_jit
+    @_inline
     def _sinc3(t):
         """``(θ - sin θ) / θ³`` of ``t = θ²`` (``_math.sinc3``)."""
         if t < _CANCELLING_T:
@@ -78,7 +79,7 @@ if numba is not None:
         theta = math.sqrt(t)
         return (theta - math.sin(theta)) / (t * theta)
 
-    @_jit
+    @_inline
     def _cosc(t):
         """``(1 - cos θ) / θ²`` of ``t = θ²`` (``_math.cosc``)."""
         if t < _BENIGN_T:
@@ -86,7 +87,7 @@ if numba is not None:
         s = math.sin(0.5 * math.sqrt(t))
         return 2.0 * s * s / t
 
-    @_jit
+    @_inline
     def _relative(xi, xj, z):
         """``D = X_i⁻¹ X_j`` and ``E = Z⁻¹ D`` as ``(x, y, c, s)`` each, in the torch path's order of
         operations (``SEBase._inverse``, ``_compose``)."""
@@ -102,7 +103,7 @@ if numba is not None:
         es = cz * ds - sz * dc
         return dx, dy, dc, ds, ex, ey, ec, es
 
-    @_jit
+    @_inline
     def _log(ex, ey, ec, es):
         """``Log(E) = (α x + θ/2 y, α y - θ/2 x, θ)`` with ``α = 1 - θ² jinv(θ²)``; also ``θ²``, ``α``."""
         theta = math.atan2(es, ec)
@@ -111,7 +112,7 @@ if numba is not None:
         half = 0.5 * theta
         return alpha * ex + half * ey, alpha * ey - half * ex, theta, t, alpha
 
-    @_jit
+    @_inline
     def _edge(xi, xj, z, r, jac):
         """Residual ``r (3,)`` and unwhitened Jacobian ``jac (3, 6)`` of one edge."""
         dx, dy, dc, ds, ex, ey, ec, es = _relative(xi, xj, z)
@@ -183,7 +184,7 @@ if numba is not None:
             _edge_normal(xi[b, e], xj[b, e], z[bz, e], sqrt_info[bl, e], 1.0, r, jac, rw_out[b, e], jw, h, g)
             add_blocks(h_out[b], g_out[b], slots, gradient_slots, h, g, e)
 
-    @_jit
+    @_inline
     def _edge_normal(xi, xj, z, m, s, r, jac, rw, jw, h, g):
         """One edge's ``r_w = s L r``, ``J_w = s L [J_i | J_j]``, packed lower ``J_wᵀ J_w`` (21) and ``J_wᵀ r_w``
         (``m = L``; ``r``, ``jac`` scratch)."""
@@ -199,7 +200,7 @@ if numba is not None:
                 h[k] = jw[0, p] * jw[0, q] + jw[1, p] * jw[1, q] + jw[2, p] * jw[2, q]
                 k += 1
 
-    @_jit
+    @_inline
     def _coefficients_complex(t):
         """``jinv, sinc3, cosc`` of a complex ``t = θ²`` (the real kernels' series and switch points, on
         ``t.real``): analytic in ``t``, for the complex steps of ``exact_blocks``."""
@@ -217,7 +218,7 @@ if numba is not None:
             cosc = 2.0 * s * s / t
         return jinv, sinc3, cosc
 
-    @_jit
+    @_inline
     def _lambda_jr_inv(r0, r1, theta, t, jinv, sinc3, cosc, lam0, lam1, lam2):
         """``J_r⁻¹(r)ᵀ λ`` (``_edge``'s ``J_r⁻¹``), generic in the scalar type."""
         alpha = 1.0 - t * jinv

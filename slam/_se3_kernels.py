@@ -63,8 +63,9 @@ def warm_up() -> None:
 
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+    _inline = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
 
-    @_jit
+    @_inline
     def _quaternion_log_scale(v2, w):
         """``2 atan2(√v2, |w|) / √v2`` with the sign of ``w`` (``SO3._log``)."""
         x = abs(w)
@@ -75,31 +76,31 @@ if numba is not None:
             scale = math.atan2(y, x) / y
         return -2.0 * scale if w < 0 else 2.0 * scale
 
-    @_jit
+    @_inline
     def _matrix(x, y, z, w, m):
         m[0, 0] = 1 - 2 * (y * y + z * z); m[0, 1] = 2 * (x * y - w * z); m[0, 2] = 2 * (x * z + w * y)
         m[1, 0] = 2 * (x * y + w * z); m[1, 1] = 1 - 2 * (x * x + z * z); m[1, 2] = 2 * (y * z - w * x)
         m[2, 0] = 2 * (x * z - w * y); m[2, 1] = 2 * (y * z + w * x); m[2, 2] = 1 - 2 * (x * x + y * y)
 
-    @_jit
+    @_inline
     def _skew(v, m):
         m[0, 0] = 0.0; m[0, 1] = -v[2]; m[0, 2] = v[1]
         m[1, 0] = v[2]; m[1, 1] = 0.0; m[1, 2] = -v[0]
         m[2, 0] = -v[1]; m[2, 1] = v[0]; m[2, 2] = 0.0
 
-    @_jit
+    @_inline
     def _mm(a, b, out):
         for p in range(3):
             for q in range(3):
                 out[p, q] = a[p, 0] * b[0, q] + a[p, 1] * b[1, q] + a[p, 2] * b[2, q]
 
-    @_jit
+    @_inline
     def _skew3(a0, a1, a2, m):
         m[0, 0] = 0.0; m[0, 1] = -a2; m[0, 2] = a1
         m[1, 0] = a2; m[1, 1] = 0.0; m[1, 2] = -a0
         m[2, 0] = -a1; m[2, 1] = a0; m[2, 2] = 0.0
 
-    @_jit
+    @_inline
     def _jr_inv_blocks(v0, v1, v2, w0, w1, w2, t, jinv, sinc3, cos4, q5, work):
         """``J_r⁻¹(v, ω) = [[A, -B], [0, A]]`` into ``A = work[5]``, ``B = work[12]`` (``work[3:13]`` is
         used), given ``t = ω·ω`` and its series coefficients (``_coefficients``).  Generic in the scalar
@@ -137,7 +138,7 @@ if numba is not None:
         _mm(a, q_mat, tmp1)
         _mm(tmp1, a, work[12])
 
-    @_jit
+    @_inline
     def _edge_parts(xi, xj, z, r, work, vecs):
         """Residual ``r (6,)`` of one edge and the blocks of its Jacobians, left in ``work (16, 3, 3)``
         (``vecs (5, 3)`` is scratch space; no allocation per edge): ``J_j = J_r⁻¹(r) = [[A, -B], [0, A]]``
@@ -185,7 +186,7 @@ if numba is not None:
         _skew(pd, skew_p)
         _mm(skew_p, rt, work[15])
 
-    @_jit
+    @_inline
     def _edge(xi, xj, z, r, jac, work, vecs):
         """Residual ``r (6,)`` and unwhitened Jacobian ``jac (6, 12)`` of one edge (``_edge_parts``' blocks
         stay in ``work``)."""
@@ -221,7 +222,7 @@ if numba is not None:
                     acc += sqrt_info[p, q] * jac[q, c]
                 jw[p, c] = scale * acc
 
-    @_jit
+    @_inline
     def _whitened_edge(sqrt_info, r, work, scale, rw, jw):
         """``rw = s L r`` and ``jw = s L [J_i | J_j]`` from ``_edge_parts``' blocks (``L = sqrt_info``, ``s =
         scale``): ``L J_j`` first, skipping ``J_j``'s zero block, then ``J_i``'s half as ``-(L J_j) Ad(D⁻¹)``
@@ -286,7 +287,7 @@ if numba is not None:
         r[2] = te2 - 0.5 * wt2 + jinv * (w0 * wt1 - w1 * wt0)
         r[3], r[4], r[5] = w0, w1, w2
 
-    @_jit
+    @_inline
     def _pack_normal(jw, rw, h, g):
         """``g = J_wᵀ r_w`` and the lower triangle of ``J_wᵀ J_w`` packed row by row into ``h``."""
         k = 0
@@ -339,7 +340,7 @@ if numba is not None:
             _pack_normal(jw, rw, h, g)
             add_blocks(h_out[b], g_out[b], slots, gradient_slots, h, g, e)
 
-    @_jit
+    @_inline
     def _coefficients_complex(t):
         """``_coefficients`` for a complex ``t`` (the same series and switch point, on ``t.real``): analytic
         in ``t``, so that a complex step through it differentiates ``J_r⁻¹`` exactly (``curvature_blocks``)."""
@@ -349,11 +350,11 @@ if numba is not None:
         half = 0.5 * theta
         return _closed_coefficients(t, theta, cmath.sin(theta), cmath.cos(theta), half * cmath.cos(half) / cmath.sin(half))
 
-    @_jit
+    @_inline
     def _cross(a, b):
         return a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]
 
-    @_jit
+    @_inline
     def _row_a(x, w, jinv):
         """``xᵀ A`` with ``A = I + ½[ω]× + jinv [ω]×²`` (``xᵀ[a]× = (x × a)ᵀ``)."""
         xw = _cross(x, w)
@@ -361,7 +362,7 @@ if numba is not None:
         return (x[0] + 0.5 * xw[0] + jinv * xww[0], x[1] + 0.5 * xw[1] + jinv * xww[1],
                 x[2] + 0.5 * xw[2] + jinv * xww[2])
 
-    @_jit
+    @_inline
     def _row_q(y, v, w, sinc3, cos4, q5):
         """``yᵀ Q(v, ω)`` (``_jr_inv_blocks``' Q, term by term as nested cross products)."""
         yw, yv = _cross(y, w), _cross(y, v)
@@ -375,7 +376,7 @@ if numba is not None:
                 0.5 * yv[2] + sinc3 * (ywv[2] + yvw[2] + ywvw[2]) + cos4 * (ywwv[2] + yvww[2] - 3.0 * ywvw[2])
                 + q5 * (ywvww[2] + ywwvw[2]))
 
-    @_jit
+    @_inline
     def _lambda_jr_inv(v, w, jinv, sinc3, cos4, q5, lam_rho, lam_theta):
         """``(λᵀ J_r⁻¹(v, ω))`` as its translation and rotation parts: ``J_r⁻¹ = [[A, -A Q(-v, -ω) A], [0, A]]``
         applied from the left, as row-vector products (generic in the scalar type)."""
