@@ -18,6 +18,8 @@ import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
+_inline = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
+
 
 def warm_up() -> None:
     """Load (or, the first time on a machine, compile and cache) both kernels (``Cost.prepare``)."""
@@ -30,7 +32,7 @@ def warm_up() -> None:
                   np.zeros((1, 1, 78)), np.zeros((1, 1, 12)))
 
 
-@_jit
+@_inline
 def _rotation(q, m):
     x, y, z, w = q[3], q[4], q[5], q[6]
     m[0, 0] = 1 - 2 * (y * y + z * z); m[0, 1] = 2 * (x * y - w * z); m[0, 2] = 2 * (x * z + w * y)
@@ -38,7 +40,7 @@ def _rotation(q, m):
     m[2, 0] = 2 * (x * z - w * y); m[2, 1] = 2 * (y * z + w * x); m[2, 2] = 1 - 2 * (x * x + y * y)
 
 
-@_jit
+@_inline
 def _camera_point(pose, x, rot):
     """``R X + t`` (``rot`` is filled with ``R``)."""
     _rotation(pose, rot)

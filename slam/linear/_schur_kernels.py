@@ -11,9 +11,10 @@ import numba
 import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
-@_jit
+@_inline
 def _invert_spd(c, out):
     """``out = c⁻¹`` for a small SPD ``c`` by Cholesky; False if ``c`` is not positive definite."""
     d = c.shape[0]
