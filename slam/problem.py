@@ -156,10 +156,22 @@ class Problem:
 
     def cost(self, values: Values) -> Tensor:
         """``F = ½ Σ ρ(‖W r‖²)`` per problem: ``(B,)``."""
+        return self._cost_of(self.costs, values)
+
+    def _cost_of(self, costs: Sequence[Cost], values: Values) -> Tensor:
         total = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
-        for cost in self.costs:
+        for cost in costs:
             total = total + self._instance_cost(cost, cost.whitened_residual(self._gather(cost, values))).sum(-1)
         return total
+
+    def gradient_graph(self, values: Values, costs: Sequence[Cost] | None = None) -> tuple[Tensor, Tensor]:
+        """``(g, δ)``: ``g = ∂F(x ⊕ δ)/∂δ (B, n)`` at the leaf ``δ = 0``, with its graph (for Hessian-vector
+        products and ``wᵀ ∂g/∂θ`` by double backward), ``F`` summed over ``costs`` (default: all).  Call with
+        grad enabled."""
+        delta = torch.zeros(self.batch_size, self.structure.n, dtype=self.dtype, device=self.device, requires_grad=True)
+        f = self._cost_of(self.costs if costs is None else costs, self.retract(values, delta)).sum()
+        (g,) = torch.autograd.grad(f, delta, create_graph=True)
+        return g, delta
 
     def residuals(self, values: Values) -> list[Tensor]:
         """Whitened residuals ``(B, E, m)`` per cost (before any robust loss)."""
@@ -235,10 +247,7 @@ class Problem:
             (slope,) = torch.autograd.grad(self._instance_cost(cost, r).sum(), point, create_graph=True)
             total = total + (slope * velocity).sum()
         if rest:
-            delta = torch.zeros(batch, structure.n, dtype=self.dtype, device=self.device, requires_grad=True)
-            moved = self.retract(values, delta)
-            f = sum(self._instance_cost(c, c.whitened_residual(self._gather(c, moved))).sum() for c in rest)
-            (g,) = torch.autograd.grad(f, delta, create_graph=True)
+            g, _ = self.gradient_graph(values, rest)
             total = total + (g * w).sum()
         return total
 

@@ -90,10 +90,8 @@ def implicit_solution(problem: Problem, solution: Values, solver: LinearSolver, 
         step = _LazyImplicitStep.apply(problem, solution, factorization, mode, hessian_times, direct,
                                        *_implicit_inputs(problem, solution))
         return problem.retract(solution, step)
-    delta = torch.zeros(problem.batch_size, structure.n, dtype=problem.dtype, device=problem.device, requires_grad=True)
     with torch.enable_grad():
-        cost = problem.cost(problem.retract(solution, delta)).sum()
-        (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
+        gradient, delta = problem.gradient_graph(solution)
     step = _ImplicitStep.apply(gradient, delta, factorization, mode, hessian_times, direct)
     return problem.retract(solution, step)
 
@@ -171,7 +169,7 @@ class _LazyImplicitStep(torch.autograd.Function):
         problem, solution = ctx.problem, ctx.solution
         with torch.enable_grad():
             # The graph of g for Hessian-vector products only where CG runs (not the direct solve).
-            w = _solve_implicit(ctx.hessian_times or _lazy_autograd_hvp(problem, solution, v), ctx.factorization, v,
+            w = _solve_implicit(ctx.hessian_times or _lazy_autograd_hvp(problem, solution), ctx.factorization, v,
                                 ctx.mode, ctx.direct)
             targets = _implicit_inputs(problem, solution)
             # -wᵀ ∂g/∂θ through each cost's smallest graph of wᵀ g (Problem.directional_gradient).  A scalar
@@ -236,17 +234,14 @@ def _difference_hvp(problem: Problem, solution: Values, g: Tensor, p: Tensor) ->
         return (plus - minus) / (2.0 * t) - 0.5 * problem.tangent_bracket(p, g)
 
 
-def _lazy_autograd_hvp(problem: Problem, solution: Values, like: Tensor) -> Callable[[Tensor], Tensor]:
+def _lazy_autograd_hvp(problem: Problem, solution: Values) -> Callable[[Tensor], Tensor]:
     """``_autograd_hvp`` at ``solution``, its graph of ``g`` built on the first product."""
     built: list[Callable[[Tensor], Tensor]] = []
 
     def hessian_times(p: Tensor) -> Tensor:
         if not built:
             with torch.enable_grad():
-                delta = torch.zeros_like(like, requires_grad=True)
-                cost = problem.cost(problem.retract(solution, delta)).sum()
-                (gradient,) = torch.autograd.grad(cost, delta, create_graph=True)
-            built.append(_autograd_hvp(gradient, delta))
+                built.append(_autograd_hvp(*problem.gradient_graph(solution)))
         return built[0](p)
 
     return hessian_times
