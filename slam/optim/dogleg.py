@@ -10,21 +10,21 @@ refactorization until a step is accepted.  Norms are Euclidean in the tangent sp
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .steps import Linearization, Proposal, StepStrategy, gain_ratio_accepts, masked, solved_step
+from .steps import Linearization, Proposal, StepStrategy, Trial, gain_ratio_accepts, masked, solved_step
 from .termination import Termination
 
 
 class DoglegSteps(StepStrategy):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.radius = torch.full_like(self._zeros, self.config.initial_radius)
+        self.radius = np.full_like(self._zeros, self.config.initial_radius)
         self.radius_used = self.radius
         self._steps: tuple[Tensor, Tensor, Tensor] | None = None  # (gauss-newton, cauchy, gn ok) per problem
-        self._stale = torch.ones_like(self._zeros, dtype=torch.bool)
-        self._last_norm = self._zeros
+        self._stale = np.ones(self._zeros.shape, dtype=bool)
 
     def _gauss_newton_and_cauchy(self, lin: Linearization) -> tuple[Tensor, Tensor, Tensor]:
         h, g = lin.h, lin.g
@@ -44,18 +44,18 @@ class DoglegSteps(StepStrategy):
         cauchy = -alpha.unsqueeze(-1) * g
         return gn, cauchy, ok
 
-    def propose(self, lin: Linearization, active: Tensor) -> Proposal:
-        if self._steps is None or bool((self._stale & active).any()):
+    def propose(self, lin: Linearization, active: np.ndarray) -> Proposal:
+        if self._steps is None or (self._stale & active).any():
             fresh = self._gauss_newton_and_cauchy(lin)
             if self._steps is None:
                 self._steps = fresh
             else:
-                keep = ~self._stale
+                keep = torch.from_numpy(~self._stale).to(lin.g.device)
                 self._steps = tuple(torch.where(keep.view(-1, *([1] * (new.dim() - 1))), old, new)
                                     for old, new in zip(self._steps, fresh))
-            self._stale = torch.zeros_like(self._stale)
+            self._stale = np.zeros_like(self._stale)
         self.radius_used = self.radius
-        return self._dogleg(lin, *self._steps, self.radius)
+        return self._dogleg(lin, *self._steps, self.on_device(self.radius))
 
     def _dogleg(self, lin: Linearization, gn: Tensor, cauchy: Tensor, gn_ok: Tensor, radius: Tensor) -> Proposal:
         g = lin.g
@@ -80,35 +80,33 @@ class DoglegSteps(StepStrategy):
         step = masked(step, ok)
         with torch.no_grad():
             predicted = -(g * step).sum(-1) - 0.5 * (step * self.structure.pattern.matvec(lin.h.detach(), step)).sum(-1)
-        self._last_norm = step.detach().norm(dim=-1)
         return Proposal(step, ok, predicted)
 
-    def judge(self, proposal: Proposal, lin: Linearization, new_cost: Tensor, active: Tensor) -> Tensor:
-        with torch.no_grad():
-            accept, quality, _ = gain_ratio_accepts(lin.cost.detach(), new_cost.detach(), proposal.predicted,
-                                                    self.config.min_step_quality)
-            accept = accept & active & proposal.ok
-            norm = self._last_norm
+    def judge(self, trial: Trial) -> np.ndarray:
+        accept, quality, _ = gain_ratio_accepts(trial.cost, trial.new_cost, trial.predicted, self.config.min_step_quality)
+        accept = accept & trial.active & trial.ok
+        norm = trial.step_norm
+        with np.errstate(invalid="ignore"):  # ρ is nan where the prediction was 0: neither grow nor keep
             grow = accept & (quality > 0.75)
-            shrink = active & (~accept | (quality < 0.25))
-            radius = torch.where(grow, torch.maximum(self.radius, 3.0 * norm), self.radius)
-            # Shrink below the step just tried, so that a rejected Gauss-Newton step is not tried again.
-            self.radius = torch.where(shrink, 0.5 * torch.minimum(radius, norm), radius)
+            shrink = trial.active & (~accept | (quality < 0.25))
+        radius = np.where(grow, np.maximum(self.radius, 3.0 * norm), self.radius)
+        # Shrink below the step just tried, so that a rejected Gauss-Newton step is not tried again.
+        self.radius = np.where(shrink, 0.5 * np.minimum(radius, norm), radius)
         return accept
 
-    def relinearized(self, accepted: Tensor, lin: Linearization) -> None:
+    def relinearized(self, accepted: np.ndarray, lin: Linearization) -> None:
         self._stale = self._stale | accepted
 
-    def stops(self, proposal: Proposal, accepted: Tensor, active: Tensor) -> list[tuple[Tensor, Termination]]:
-        return [(self.radius <= torch.finfo(self.radius.dtype).tiny, Termination.TRUST_REGION_COLLAPSED)]
+    def stops(self, trial: Trial, accepted: np.ndarray) -> list[tuple[np.ndarray, Termination]]:
+        return [(self.radius <= np.finfo(self.radius.dtype).tiny, Termination.TRUST_REGION_COLLAPSED)]
 
-    def next_step_bound(self) -> Tensor | None:
+    def next_step_bound(self) -> np.ndarray | None:
         return self.radius
 
     def probe(self, lin: Linearization) -> Proposal:
         with torch.no_grad():
             return self._dogleg(lin, *self._gauss_newton_and_cauchy(lin),
-                                torch.full_like(self.radius, self.config.initial_radius))
+                                self.on_device(np.full_like(self.radius, self.config.initial_radius)))
 
-    def parameter(self) -> tuple[Tensor, Tensor | None]:
+    def parameter(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self._zeros, self.radius_used

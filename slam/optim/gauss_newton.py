@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-from torch import Tensor
 
-from .steps import Linearization, Proposal, StepStrategy, masked, solved_step
+from .steps import Linearization, Proposal, StepStrategy, masked, solved_step, to_host
 from .termination import Termination
 
 
@@ -22,24 +22,25 @@ class GaussNewtonSteps(StepStrategy):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.rank_deficient = torch.zeros_like(self._zeros, dtype=torch.bool)
+        self.rank_deficient = np.zeros(self._zeros.shape, dtype=bool)
         """bool ``(B,)``: the last system of each problem was singular."""
 
-    def propose(self, lin: Linearization, active: Tensor) -> Proposal:
+    def propose(self, lin: Linearization, active: np.ndarray) -> Proposal:
         step, ok, factorization = solved_step(self.solver, self.problem, lin.h, lin.g)
         fallback = getattr(factorization, "minimum_norm", None)
         usable = ok | (fallback.to(ok.device) & torch.isfinite(step.detach()).all(-1)) if fallback is not None else ok
-        if not bool(usable[active].all()):
+        ok_host, usable_host = to_host(ok, usable)
+        if not usable_host[active].all():
             raise SingularSystemError(
                 f"the Gauss-Newton system could not be solved by the {self.solver.name} solver (singular, not positive "
                 "definite, or a failed iterative solve): some direction may be unconstrained (an unfixed gauge or a "
                 "variable no cost determines); fix a variable, add a prior, or use LevenbergMarquardt"
             )
-        self.rank_deficient = torch.where(active, ~ok, self.rank_deficient)
+        self.rank_deficient = np.where(active, ~ok_host, self.rank_deficient)
         return Proposal(masked(self.config.step_size * step, usable), usable, None)
 
-    def finish(self, converged: Tensor, reasons: list[Termination]) -> Tensor:
-        for b in torch.nonzero(self.rank_deficient & converged).flatten().tolist():
+    def finish(self, converged: np.ndarray, reasons: list[Termination]) -> np.ndarray:
+        for b in np.flatnonzero(self.rank_deficient & converged).tolist():
             reasons[b] = Termination.RANK_DEFICIENT
         return converged & ~self.rank_deficient
 

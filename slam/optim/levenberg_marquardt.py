@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .steps import Linearization, Proposal, StepStrategy, gain_ratio_accepts, masked, solved_step
+from .steps import Linearization, Proposal, StepStrategy, Trial, gain_ratio_accepts, masked, solved_step
 from .termination import Termination
 
 
@@ -16,9 +17,9 @@ class LevenbergMarquardtSteps(StepStrategy):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config
-        self.lam = torch.full_like(self._zeros, cfg.initial_damping)
-        self.nu = torch.full_like(self._zeros, 2.0)
-        self.floor = torch.zeros_like(self._zeros)
+        self.lam = np.full_like(self._zeros, cfg.initial_damping)
+        self.nu = np.full_like(self._zeros, 2.0)
+        self.floor = np.zeros_like(self._zeros)
         """``(B,)`` the largest λ at which the linear solve has failed: λ never returns below it."""
         self.lam_used = self.lam
         self.d_max: Tensor | None = None
@@ -42,37 +43,36 @@ class LevenbergMarquardtSteps(StepStrategy):
             predicted = 0.5 * ((lam.unsqueeze(-1) * d * step - lin.g) * step).sum(-1)
         return Proposal(step, ok, predicted)
 
-    def propose(self, lin: Linearization, active: Tensor) -> Proposal:
+    def propose(self, lin: Linearization, active: np.ndarray) -> Proposal:
         self.lam_used = self.lam
-        return self._step(lin, self.lam, self._scaling(lin.h, remember=True))
+        return self._step(lin, self.on_device(self.lam), self._scaling(lin.h, remember=True))
 
-    def judge(self, proposal: Proposal, lin: Linearization, new_cost: Tensor, active: Tensor) -> Tensor:
-        cfg = self.config
-        with torch.no_grad():
-            accept, quality, noise = gain_ratio_accepts(lin.cost.detach(), new_cost.detach(), proposal.predicted,
-                                                        cfg.min_step_quality)
-            accept = accept & active & proposal.ok
-            shrink = torch.clamp(1.0 - (2.0 * quality - 1.0) ** 3, min=cfg.min_damping_decrease)
-            shrink = torch.where(noise, torch.ones_like(shrink), torch.nan_to_num(shrink, nan=1.0))
-            self.lam = torch.where(accept, self.lam * shrink, torch.where(active, self.lam * self.nu, self.lam))
-            # A damping at which the linear solve failed (H + λD not positive definite: in float32 the
-            # rounding of H makes its flat directions indefinite) is never returned to: the next λ is
-            # the least the solve has worked with.  Otherwise every accepted step shrinks λ back into
-            # failure, and every other iteration is lost.
-            failed = active & ~proposal.ok
-            self.floor = torch.where(failed, torch.maximum(self.floor, self.lam), self.floor)
-            self.lam = torch.maximum(self.lam, self.floor)
-            self.nu = torch.where(accept, torch.full_like(self.nu, 2.0), torch.where(active, 2.0 * self.nu, self.nu))
+    def judge(self, trial: Trial) -> np.ndarray:
+        cfg, active = self.config, trial.active
+        accept, quality, noise = gain_ratio_accepts(trial.cost, trial.new_cost, trial.predicted, cfg.min_step_quality)
+        accept = accept & active & trial.ok
+        with np.errstate(all="ignore"):  # ρ may be ±inf or nan: the shrink factor is then clamped or 1
+            shrink = np.maximum(1.0 - (2.0 * quality - 1.0) ** 3, cfg.min_damping_decrease)
+        shrink = np.where(noise, 1.0, np.nan_to_num(shrink, nan=1.0))
+        self.lam = np.where(accept, self.lam * shrink, np.where(active, self.lam * self.nu, self.lam))
+        # A damping at which the linear solve failed (H + λD not positive definite: in float32 the
+        # rounding of H makes its flat directions indefinite) is never returned to: the next λ is
+        # the least the solve has worked with.  Otherwise every accepted step shrinks λ back into
+        # failure, and every other iteration is lost.
+        failed = active & ~trial.ok
+        self.floor = np.where(failed, np.maximum(self.floor, self.lam), self.floor)
+        self.lam = np.maximum(self.lam, self.floor)
+        self.nu = np.where(accept, 2.0, np.where(active, 2.0 * self.nu, self.nu))
         return accept
 
-    def stops(self, proposal: Proposal, accepted: Tensor, active: Tensor) -> list[tuple[Tensor, Termination]]:
+    def stops(self, trial: Trial, accepted: np.ndarray) -> list[tuple[np.ndarray, Termination]]:
         exceeded = self.lam > self.config.max_damping
-        return [(exceeded & ~proposal.ok, Termination.LINEAR_SOLVER_FAILED), (exceeded, Termination.NO_DECREASE)]
+        return [(exceeded & ~trial.ok, Termination.LINEAR_SOLVER_FAILED), (exceeded, Termination.NO_DECREASE)]
 
     def probe(self, lin: Linearization) -> Proposal:
         with torch.no_grad():
-            return self._step(lin, torch.full_like(self.lam, self.config.initial_damping),
+            return self._step(lin, self.on_device(np.full_like(self.lam, self.config.initial_damping)),
                               self._scaling(lin.h, remember=False))
 
-    def parameter(self) -> tuple[Tensor, Tensor | None]:
+    def parameter(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self.lam_used, None

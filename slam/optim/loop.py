@@ -14,13 +14,14 @@ import dataclasses
 import time
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..linear.base import LinearSolver
 from ..problem import NonFiniteError, Problem, Values
 from .result import IterationRecord
-from .steps import Linearization, StepStrategy
+from .steps import Linearization, StepStrategy, Trial, to_host
 from .termination import Termination
 
 Subscriber = Callable[[IterationRecord], None]
@@ -51,54 +52,43 @@ def tolerance_floors(dtype: torch.dtype) -> tuple[float, float]:
 
 
 class _Stops:
-    """Per-problem ``active`` / ``converged`` masks and reasons.
+    """Per-problem ``active`` / ``converged`` masks and reasons, on the host (``slam.optim.steps``): a
+    problem keeps the first reason that stops it."""
 
-    Tests are queued (``stop(mask, why)``) and applied in order by ``settle``, all in one reduction and
-    one host sync: on small problems each tensor op and sync is a noticeable part of an iteration."""
-
-    def __init__(self, batch: int, device: torch.device):
-        self.active = torch.ones(batch, dtype=torch.bool, device=device)
-        self.converged = torch.zeros(batch, dtype=torch.bool, device=device)
+    def __init__(self, batch: int):
+        self.active = np.ones(batch, dtype=bool)
+        self.converged = np.zeros(batch, dtype=bool)
         self.reasons: list[Termination | None] = [None] * batch
-        self._pending: list[tuple[Tensor, Termination]] = []
-        self._any_active = batch > 0
 
-    def __call__(self, mask: Tensor, why: Termination) -> None:
-        self._pending.append((mask, why))
-
-    def settle(self) -> bool:
-        """Apply the queued tests in order (a problem keeps the first reason that stops it); returns
-        whether any problem is still active."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return self._any_active
-        hits = (torch.stack([mask.to(self.active.device) for mask, _ in pending]) & self.active).any(-1).tolist()
-        for (mask, why), hit in zip(pending, hits):
-            if hit:  # rare: the exact sequential update
-                mask = mask.to(self.active.device) & self.active
-                for b in torch.nonzero(mask).flatten().tolist():
-                    self.reasons[b] = why
-                if why.converged:
-                    self.converged = self.converged | mask
-                self.active = self.active & ~mask
-                self._any_active = bool(self.active.any())
-        return self._any_active
+    def __call__(self, mask: np.ndarray, why: Termination) -> None:
+        hit = mask & self.active
+        if hit.any():
+            for b in np.flatnonzero(hit).tolist():
+                self.reasons[b] = why
+            if why.converged:
+                self.converged = self.converged | hit
+            self.active = self.active & ~hit
 
 
 def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
         subscribers: Sequence[Subscriber] = ()) -> LoopResult:
-    """Iterate ``strategy`` from ``values`` until every problem of the batch has stopped."""
+    """Iterate ``strategy`` from ``values`` until every problem of the batch has stopped.
+
+    Per iteration the per-problem numbers (costs, step norms, the solve's success, the largest
+    gradient entry) come to the host in one transfer (``to_host``); the tests and the strategy's
+    judgement run there."""
     cfg = strategy.config
     batch, device = problem.batch_size, problem.device
     function_floor, parameter_floor = tolerance_floors(problem.dtype)
     function_tolerance = max(cfg.function_tolerance, function_floor) if cfg.function_tolerance > 0 else 0.0
     parameter_tolerance = max(cfg.parameter_tolerance, parameter_floor) if cfg.parameter_tolerance > 0 else 0.0
-    stop = _Stops(batch, device)
-    count = torch.zeros(batch, dtype=torch.long, device=device)
-    nonfinite = _NonFiniteTrials(batch, device) if strategy.rejects_steps else None
+    stop = _Stops(batch)
+    count = np.zeros(batch, dtype=np.int64)
+    nonfinite = _NonFiniteTrials(batch) if strategy.rejects_steps else None
 
     lin = Linearization(*problem.linearize(values))
     initial_cost = lin.cost.detach()
+    cost, g_max = to_host(lin.cost, _largest_entry(lin.g))
     # While steps are being accepted, a trial point is linearized at once (its cost comes with it, to
     # the bit, and the accepted point needs the linearization anyway); after a rejection only its cost.
     # Only where fused kernels linearize every cost: elsewhere a Jacobian costs many residuals (autodiff,
@@ -108,39 +98,50 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
     if problem.structure.n == 0:
         stop(stop.active, Termination.NO_FREE_VARIABLES)
     for it in range(cfg.max_iterations):
-        stop(lin.g.detach().abs().amax(-1) <= cfg.gradient_tolerance, Termination.GRADIENT_TOLERANCE)
+        stop(g_max <= cfg.gradient_tolerance, Termination.GRADIENT_TOLERANCE)
         if cfg.gradient_cosine_tolerance > 0:
-            stop(_gradient_cosine(lin, strategy.diagonal) <= cfg.gradient_cosine_tolerance, Termination.GRADIENT_TOLERANCE)
-        stop(lin.cost.detach() <= cfg.cost_tolerance, Termination.COST_TOLERANCE)
-        if not stop.settle():
+            stop(to_host(_gradient_cosine(lin, strategy.diagonal))[0] <= cfg.gradient_cosine_tolerance,
+                 Termination.GRADIENT_TOLERANCE)
+        stop(cost <= cfg.cost_tolerance, Termination.COST_TOLERANCE)
+        if not stop.active.any():
             break
         active = stop.active
         proposal = strategy.propose(lin, active)
         candidate = problem.retract(values, proposal.step)
         trial = problem.linearize(candidate, check=False) if linearize_trials else None
-        new_cost = trial[2] if trial is not None else problem.cost(candidate)
-        unusable = active & proposal.ok & ~torch.isfinite(new_cost.detach()) if nonfinite is not None else None
-        accept = strategy.judge(proposal, lin, new_cost, active)
-        # One host sync for every branch below (each costs about as much as a small kernel here).
-        flags = [accept.all(), accept.any(), (accept | ~active).all()]
-        all_accepted, any_accepted, all_moved, *saw_unusable = torch.stack(
-            flags + ([unusable.any()] if unusable is not None else [])).tolist()
-        if nonfinite is not None:
-            nonfinite.saw(problem, unusable, candidate, bool(saw_unusable[0]))
-            nonfinite.accepted(accept)
-        count = count + active.long()
+        new_cost_t = trial[2] if trial is not None else problem.cost(candidate)
         with torch.no_grad():
-            decrease = (lin.cost - new_cost).detach()
-            step_norm = proposal.step.detach().norm(dim=-1)
-        values = candidate if all_accepted else problem.select(accept, candidate, values)
+            # One transfer: what the judgement and the tests need, and what tells whether the trial's
+            # linearization is finite (the sums) and its gradient test.
+            sent = [new_cost_t, proposal.step.detach().norm(dim=-1), proposal.ok]
+            sent += [proposal.predicted] if proposal.predicted is not None else []
+            sent += [trial[0].sum(-1) + trial[1].sum(-1), _largest_entry(trial[1])] if trial is not None else []
+            received = to_host(*sent)
+        new_cost, step_norm, ok = received[:3]
+        predicted = received[3] if proposal.predicted is not None else None
+        judged = Trial(cost, new_cost, predicted, ok, active, step_norm)
+        accept = strategy.judge(judged)
+        all_accepted, any_accepted = bool(accept.all()), bool(accept.any())
+        if nonfinite is not None:
+            nonfinite.saw(problem, active & ok & ~np.isfinite(new_cost), candidate)
+            nonfinite.accepted(accept)
+        count = count + active
+        with np.errstate(invalid="ignore"):  # inf - inf: a non-finite trial, rejected
+            decrease = cost - new_cost
+        values = candidate if all_accepted else problem.select(_on(accept, device), candidate, values)
         x_norm = None
         if any_accepted:
-            previous = lin.cost.detach()
-            lin = _accepted_linearization(problem, values, lin, trial, accept, all_accepted)
+            previous = cost
+            if trial is not None and (np.isfinite(received[-2] + new_cost) | ~accept).all():
+                lin, cost, g_max = _accepted(lin, trial, accept, all_accepted, cost, new_cost, g_max, received[-1])
+            else:  # raises NonFiniteError naming the culprit where the accepted point is not finite
+                lin = Linearization(*problem.linearize(values))
+                cost, g_max = to_host(lin.cost, _largest_entry(lin.g))
             strategy.relinearized(accept, lin)
-            with torch.no_grad():
+            if parameter_tolerance > 0:
                 x_norm = _storage_norm(values)
-                change = decrease.abs()  # an (always taken) Gauss-Newton step may also raise the cost slightly
+            with np.errstate(invalid="ignore"):
+                change = np.abs(decrease)  # an (always taken) Gauss-Newton step may also raise the cost slightly
                 if function_tolerance > 0:  # a tolerance of 0 disables its test
                     stop(accept & (change <= function_tolerance * previous), Termination.FUNCTION_TOLERANCE)
                 if cfg.absolute_tolerance > 0:
@@ -155,48 +156,55 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
             # min_trust_region_radius.
             bound = strategy.next_step_bound()
             if bound is None and getattr(cfg, "rejected_step_tolerance", False):
-                bound = torch.where(~accept & proposal.ok & torch.isfinite(new_cost.detach()), step_norm,
-                                    torch.full_like(step_norm, float("inf")))
+                bound = np.where(~accept & ok & np.isfinite(new_cost), step_norm, np.inf)
             if bound is not None:
-                with torch.no_grad():
-                    x_norm = _storage_norm(values) if x_norm is None else x_norm
-                    stop(bound <= parameter_tolerance * (x_norm + parameter_tolerance), Termination.PARAMETER_TOLERANCE)
-        for mask, why in strategy.stops(proposal, accept, active):
+                x_norm = _storage_norm(values) if x_norm is None else x_norm
+                stop(bound <= parameter_tolerance * (x_norm + parameter_tolerance), Termination.PARAMETER_TOLERANCE)
+        for mask, why in strategy.stops(judged, accept):
             stop(mask, why)
-        linearize_trials = fused and bool(all_moved)
+        linearize_trials = fused and bool((accept | ~active).all())
         damping, radius = strategy.parameter()
-        record = IterationRecord(it, lin.cost.detach().clone(), step_norm, damping.clone(), accept,
-                                 time.perf_counter() - start, decrease=decrease, active=active,
-                                 radius=None if radius is None else radius.clone())
+        record = IterationRecord(it, _record(cost, device), _record(step_norm, device), _record(damping, device),
+                                 _record(accept, device), time.perf_counter() - start,
+                                 decrease=_record(decrease, device), active=_record(active, device),
+                                 radius=None if radius is None else _record(radius, device))
         for subscriber in subscribers:
             subscriber(record)
-    stop.settle()
     stop(stop.active, Termination.MAX_ITERATIONS)
-    stop.settle()
     reasons: list[Termination] = stop.reasons  # type: ignore[assignment]  # every problem has stopped
     if nonfinite is not None:
         nonfinite.check(problem, strategy, values, lin, stop.converged, reasons)
     converged = strategy.finish(stop.converged, reasons)
-    return LoopResult(values, lin.cost.detach(), initial_cost, count, converged, reasons, lin.h, lin.g)
+    return LoopResult(values, lin.cost.detach(), initial_cost, _record(count, device), _record(converged, device),
+                      reasons, lin.h, lin.g)
 
 
-def _accepted_linearization(problem: Problem, values: Values, lin: Linearization,
-                            trial: tuple[Tensor, Tensor, Tensor] | None, accept: Tensor,
-                            all_accepted: bool) -> Linearization:
-    """The linearization at ``values`` (the trial point where ``accept``, the previous point elsewhere):
-    the trial's own where it was linearized and is finite there, else ``problem.linearize`` (which
-    raises ``NonFiniteError`` naming the culprit)."""
-    if trial is not None:
-        h, g, cost = trial
-        with torch.no_grad():
-            finite = torch.isfinite(h.sum(-1) + g.sum(-1) + cost)
-        if bool((finite | ~accept).all()):
-            if all_accepted:
-                return Linearization(h, g, cost)
-            keep = accept.unsqueeze(-1)
-            return Linearization(torch.where(keep, h, lin.h), torch.where(keep, g, lin.g),
-                                 torch.where(accept, cost, lin.cost))
-    return Linearization(*problem.linearize(values))
+def _largest_entry(g: Tensor) -> Tensor:
+    """``max |gⱼ|`` per problem ``(B,)`` (the gradient test)."""
+    return g.detach().abs().amax(-1) if g.shape[-1] else g.new_zeros(g.shape[:-1])
+
+
+def _on(mask: np.ndarray, device: torch.device) -> Tensor:
+    return torch.from_numpy(mask).to(device)
+
+
+def _record(values: np.ndarray, device: torch.device) -> Tensor:
+    """A host array as the record's own tensor (a copy: subscribers may keep or modify it)."""
+    return torch.tensor(values, device=device)
+
+
+def _accepted(lin: Linearization, trial: tuple[Tensor, Tensor, Tensor], accept: np.ndarray, all_accepted: bool,
+              cost: np.ndarray, new_cost: np.ndarray, g_max: np.ndarray,
+              trial_g_max: np.ndarray) -> tuple[Linearization, np.ndarray, np.ndarray]:
+    """The linearization (and its host cost and gradient test) at the trial point where ``accept``, at
+    the previous point elsewhere."""
+    h, g, trial_cost = trial
+    if all_accepted:
+        return Linearization(h, g, trial_cost), new_cost, trial_g_max
+    keep = torch.from_numpy(accept).to(h.device)
+    row = keep.unsqueeze(-1)
+    return (Linearization(torch.where(row, h, lin.h), torch.where(row, g, lin.g), torch.where(keep, trial_cost, lin.cost)),
+            np.where(accept, new_cost, cost), np.where(accept, trial_g_max, g_max))
 
 
 _TOLERANCE_STOPS = (Termination.FUNCTION_TOLERANCE, Termination.ABSOLUTE_TOLERANCE, Termination.PARAMETER_TOLERANCE)
@@ -206,53 +214,51 @@ class _NonFiniteTrials:
     """Trial points whose cost was not finite (rejected steps, as in Ceres), remembered to tell a
     minimum from a stall at the edge of the region where the cost is finite."""
 
-    def __init__(self, batch: int, device: torch.device):
-        self.ever = torch.zeros(batch, dtype=torch.bool, device=device)
-        self.since_accept = torch.zeros(batch, dtype=torch.bool, device=device)
+    def __init__(self, batch: int):
+        self.ever = np.zeros(batch, dtype=bool)
+        self.since_accept = np.zeros(batch, dtype=bool)
         self.where: Values | None = None  # per problem, its last trial point with a non-finite cost
 
-    def saw(self, problem: Problem, mask: Tensor, candidate: Values, any_set: bool) -> None:
-        """``mask: (B,)`` the problems whose trial point ``candidate`` has a non-finite cost; ``any_set``:
-        ``bool(mask.any())``, which the loop already has."""
-        if any_set:
+    def saw(self, problem: Problem, mask: np.ndarray, candidate: Values) -> None:
+        """``mask: (B,)`` the problems whose trial point ``candidate`` has a non-finite cost."""
+        if mask.any():
             self.ever = self.ever | mask
-            self.where = problem.select(mask, candidate, self.where or candidate)
+            self.where = problem.select(_on(mask, problem.device), candidate, self.where or candidate)
         self.since_accept = self.since_accept | mask
 
-    def accepted(self, accept: Tensor) -> None:
+    def accepted(self, accept: np.ndarray) -> None:
         self.since_accept = self.since_accept & ~accept
 
-    def check(self, problem: Problem, strategy: StepStrategy, values: Values, lin: Linearization, converged: Tensor,
-              reasons: list[Termination]) -> None:
+    def check(self, problem: Problem, strategy: StepStrategy, values: Values, lin: Linearization,
+              converged: np.ndarray, reasons: list[Termination]) -> None:
         """Raise ``NonFiniteError`` where non-finite trial costs, not a minimum, ended a problem's solve:
         (a) it ended without converging after such rejections (damping or iteration limit), or (b) it met
         a step or cost tolerance there.  For (b) one more step is tried from the solution with the
         strategy's initial setting (``StepStrategy.probe``): at a minimum it is tiny and finite; at such
         an edge it leads back into the non-finite region."""
-        if not bool(self.ever.any()):
+        if not self.ever.any():
             return
         blocked = ~converged & self.since_accept
         where = self.where
-        if bool(blocked.any()):
-            b = int(torch.nonzero(blocked)[0])
+        if blocked.any():
+            b = int(np.flatnonzero(blocked)[0])
             context = f"the solve stopped ({reasons[b]}) after rejecting steps to points where it is not finite"
         else:
-            suspect = converged & self.ever & torch.tensor([r in _TOLERANCE_STOPS for r in reasons],
-                                                          device=converged.device)
-            if not bool(suspect.any()):
+            suspect = converged & self.ever & np.array([r in _TOLERANCE_STOPS for r in reasons])
+            if not suspect.any():
                 return
             with torch.no_grad():
                 detached = Linearization(lin.h.detach(), lin.g.detach(), lin.cost.detach())
                 probe = strategy.probe(detached)
-                usable = suspect & probe.ok
+                usable = _on(suspect, probe.ok.device) & probe.ok
                 trial = problem.retract(values, torch.where(usable.unsqueeze(-1), probe.step, torch.zeros_like(probe.step)))
-                bad = usable & ~torch.isfinite(problem.cost(trial))
-            if not bool(bad.any()):
+                bad = to_host(usable & ~torch.isfinite(problem.cost(trial)))[0]
+            if not bad.any():
                 return
-            b, where = int(torch.nonzero(bad)[0]), trial
+            b, where = int(np.flatnonzero(bad)[0]), trial
             context = (f"the solve met its {reasons[b]} at the edge of a region where the cost is not finite "
                        "(not at a minimum: the step from there leads to a non-finite cost)")
-        mask = torch.zeros(problem.batch_size, dtype=torch.bool, device=converged.device)
+        mask = torch.zeros(problem.batch_size, dtype=torch.bool, device=problem.device)
         mask[b] = True
         error = problem.nonfinite_error(where, jacobians=False, problems=mask)
         raise NonFiniteError(f"{error}; {context}", cost=error.cost, instance=error.instance, problem=error.problem,
@@ -270,8 +276,10 @@ def _gradient_cosine(lin: Linearization, diagonal: Tensor) -> Tensor:
         return torch.where(positive, cosine, torch.zeros_like(cosine)).amax(-1)
 
 
-def _storage_norm(values: Values) -> Tensor:
-    return torch.sqrt(sum(v.data.detach().square().flatten(1).sum(-1) for v in values))
+def _storage_norm(values: Values) -> np.ndarray:
+    """``‖x‖`` of every problem's storage, on the host."""
+    with torch.no_grad():
+        return to_host(torch.sqrt(sum(v.data.detach().square().flatten(1).sum(-1) for v in values)))[0]
 
 
 def make_strategy(config, problem: Problem, solver: LinearSolver) -> StepStrategy:  # type: ignore[no-untyped-def]
