@@ -38,7 +38,7 @@ if numba is not None:
 
     from ._assembly_kernel import add_blocks
 
-__all__ = ["accumulate_normal", "available", "normal_blocks", "residuals", "warm_up"]
+__all__ = ["accumulate_normal", "available", "directional_inputs", "normal_blocks", "residuals", "warm_up"]
 
 
 def warm_up() -> None:
@@ -54,6 +54,7 @@ def warm_up() -> None:
     accumulate_normal(x, x, x, eye, np.zeros(21, dtype=np.int64), np.zeros(6, dtype=np.int64), np.zeros((1, 1, 3)),
                       np.zeros((1, 1)), np.zeros((1, 1)))
     exact_blocks(x, x, x, eye, np.zeros((1, 1, 3)), np.zeros((1, 1, 21)), np.zeros((1, 1, 6)))  # implicit backward
+    directional_inputs(x, x, np.zeros((1, 1, 6)), np.zeros((1, 1, 4)), np.zeros((1, 1, 4)))
     from liegeo import _se2_kernels as _group_kernels
 
     _group_kernels.warm_up()  # SE2.retract_step
@@ -302,3 +303,30 @@ if numba is not None:
                     hh[k] = (0.5 * (hess[p, q] + hess[q, p]) + jw[0, p] * jw[0, q] + jw[1, p] * jw[1, q]
                              + jw[2, p] * jw[2, q])
                     k += 1
+
+    @_jit
+    def directional_inputs(xi, xj, direction, d_out, velocity_out):
+        """``Between.directional_residual``'s inputs without a graph: per edge ``D = X_i⁻¹ X_j`` (storage
+        ``(x, y, c, s)``, as ``_relative`` forms it) in ``d_out (B, E, 4)`` and, in ``velocity_out (B, E,
+        4)``, the velocity of ``D``'s storage along ``u = δ_j - Ad(D⁻¹) δ_i`` for ``direction = (δ_i, δ_j)
+        (B, E, 6)``: ``(R_D u_ρ, (c, s) · i u_θ)``, with ``Ad(D⁻¹) (ρ, θ) = (R_Dᵀ ρ + θ (p_y, -p_x), θ)`` and
+        ``p = -R_Dᵀ t_D`` (``SE2.adjoint``, ``SEBase.retract_velocity``)."""
+        batch, edges = xi.shape[0], xi.shape[1]
+        for index in range(batch * edges):
+            b, e = index // edges, index % edges
+            x, y = xi[b, e], xj[b, e]
+            ci, si = x[2], x[3]
+            dx = (ci * y[0] + si * y[1]) - (ci * x[0] + si * x[1])
+            dy = (ci * y[1] - si * y[0]) - (ci * x[1] - si * x[0])
+            dc = ci * y[2] + si * y[3]
+            ds = ci * y[3] - si * y[2]
+            d = d_out[b, e]
+            d[0], d[1], d[2], d[3] = dx, dy, dc, ds
+            w = direction[b, e]
+            px, py = -(dc * dx + ds * dy), -(dc * dy - ds * dx)
+            u0 = w[3] - ((dc * w[0] + ds * w[1]) + w[2] * py)
+            u1 = w[4] - ((dc * w[1] - ds * w[0]) - w[2] * px)
+            u2 = w[5] - w[2]
+            v = velocity_out[b, e]
+            v[0], v[1] = dc * u0 - ds * u1, ds * u0 + dc * u1
+            v[2], v[3] = -ds * u2, dc * u2

@@ -57,6 +57,7 @@ def warm_up() -> None:
     accumulate_normal(x, x, x, eye, np.zeros(78, dtype=np.int64), np.zeros(12, dtype=np.int64), np.zeros((1, 1, 6)),
                       np.zeros((1, 1)), np.zeros((1, 1)))
     exact_blocks(x, x, x, eye, np.zeros((1, 1, 6)), np.zeros((1, 1, 78)), np.zeros((1, 1, 12)))  # implicit backward
+    directional_inputs(x, x, np.zeros((1, 1, 12)), np.zeros((1, 1, 7)), np.zeros((1, 1, 7)))
     _group_kernels.warm_up()  # SE3.retract_step
 
 
@@ -503,3 +504,38 @@ if numba is not None:
                 for q in range(p + 1):
                     o[k] += 0.5 * (hess[p, q] + hess[q, p])
                     k += 1
+
+    @_jit
+    def directional_inputs(xi, xj, direction, d_out, velocity_out):
+        """``Between.directional_residual``'s inputs without a graph: per edge ``D = X_i⁻¹ X_j`` (storage
+        ``(t, q_xyzw)``) in ``d_out (B, E, 7)`` and, in ``velocity_out (B, E, 7)``, the velocity of ``D``'s
+        storage along ``u = δ_j - Ad(D⁻¹) δ_i`` for ``direction = (δ_i, δ_j) (B, E, 12)``: ``(R_D u_ρ, q_D ⊗
+        (½ u_θ, 0))``, with ``Ad(D⁻¹) (ρ, θ) = (R_Dᵀ (ρ - t_D × θ), R_Dᵀ θ)`` (``SE3.adjoint`` of ``D⁻¹``,
+        ``SEBase.retract_velocity``).  Six 3 x 3 products per edge where the torch path builds ``Ad`` (6 x 6)."""
+        batch, edges = xi.shape[0], xi.shape[1]
+        rot_i, rot_d = np.empty((3, 3)), np.empty((3, 3))
+        for index in range(batch * edges):
+            b, e = index // edges, index % edges
+            x, y, w = xi[b, e], xj[b, e], direction[b, e]
+            _matrix(x[3], x[4], x[5], x[6], rot_i)
+            dx, dy, dz, dw = _multiply(-x[3], -x[4], -x[5], x[6], y[3], y[4], y[5], y[6])
+            _matrix(dx, dy, dz, dw, rot_d)
+            d = d_out[b, e]
+            for p in range(3):
+                d[p] = rot_i[0, p] * (y[0] - x[0]) + rot_i[1, p] * (y[1] - x[1]) + rot_i[2, p] * (y[2] - x[2])
+            d[3], d[4], d[5], d[6] = dx, dy, dz, dw
+            # t_D × θ_i, then Rᵀ (ρ_i - t_D × θ_i) and Rᵀ θ_i subtracted from δ_j
+            c0 = d[1] * w[5] - d[2] * w[4]
+            c1 = d[2] * w[3] - d[0] * w[5]
+            c2 = d[0] * w[4] - d[1] * w[3]
+            a0, a1, a2 = w[0] - c0, w[1] - c1, w[2] - c2
+            u = (w[6] - (rot_d[0, 0] * a0 + rot_d[1, 0] * a1 + rot_d[2, 0] * a2),
+                 w[7] - (rot_d[0, 1] * a0 + rot_d[1, 1] * a1 + rot_d[2, 1] * a2),
+                 w[8] - (rot_d[0, 2] * a0 + rot_d[1, 2] * a1 + rot_d[2, 2] * a2),
+                 w[9] - (rot_d[0, 0] * w[3] + rot_d[1, 0] * w[4] + rot_d[2, 0] * w[5]),
+                 w[10] - (rot_d[0, 1] * w[3] + rot_d[1, 1] * w[4] + rot_d[2, 1] * w[5]),
+                 w[11] - (rot_d[0, 2] * w[3] + rot_d[1, 2] * w[4] + rot_d[2, 2] * w[5]))
+            v = velocity_out[b, e]
+            for p in range(3):
+                v[p] = rot_d[p, 0] * u[0] + rot_d[p, 1] * u[1] + rot_d[p, 2] * u[2]
+            v[3], v[4], v[5], v[6] = _multiply(dx, dy, dz, dw, 0.5 * u[3], 0.5 * u[4], 0.5 * u[5], 0.0)

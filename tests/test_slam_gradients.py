@@ -346,12 +346,19 @@ def test_implicit_products_choice():
 
 @pytest.mark.parametrize("group", ["SE3", "SE2"])
 @pytest.mark.parametrize("batch", [None, 2])
-def test_directional_gradient_by_the_between_graph_equals_the_retraction_path(group, batch, generator, monkeypatch):
+@pytest.mark.parametrize("inputs", ["fused", "torch"])
+def test_directional_gradient_by_the_between_graph_equals_the_retraction_path(group, batch, inputs, generator,
+                                                                              monkeypatch):
     """``Problem.directional_gradient`` (what the implicit backward differentiates for ``wᵀ ∂g/∂θ``): the
     ``Between`` cost's graph on ``D = X_i⁻¹ X_j``'s storage gives the same gradients, with respect to the
     raw measurement storage (its off-group component too), a full sqrt-information and a robust scale,
-    as differentiating ``g`` along every pose's retraction; with fixed poses, batched."""
+    as differentiating ``g`` along every pose's retraction; with fixed poses, batched.  ``D`` and its
+    velocity from the fused kernel (``directional_inputs``) and from the torch path alike."""
     from liegeo import SE3
+    import slam.costs.pose_graph as pose_graph
+
+    if inputs == "torch":
+        monkeypatch.setattr(pose_graph, "kernel_inputs_ok", lambda *tensors: False)
 
     G = SE3 if group == "SE3" else SE2
     d = G.tangent_dim

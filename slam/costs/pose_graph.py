@@ -161,13 +161,24 @@ class Between(residual(_between, jacobians=_between_jacobians)):
         # r = Log(Z⁻¹ D) sees the poses only through D = X_i⁻¹ X_j, and (δ_i, δ_j) move D to D Exp(δ_j -
         # Ad(D⁻¹) δ_i) to first order: the graph is Log on D's storage, without retractions or between.
         x_i, x_j = values
+        group = type(self.data["measurement"])
         with torch.no_grad():
-            d = x_i.between(x_j)
-            n = d.tangent_dim
-            moved = direction[..., n:] - (d.inverse().adjoint() @ direction[..., :n].unsqueeze(-1)).squeeze(-1)
-            velocity = d.retract_velocity(moved)
-        point = d.data.detach().clone().requires_grad_(True)
-        r = self.data["measurement"].local(d._new(point))
+            if group in _FUSED and type(x_i) is group and type(x_j) is group and kernel_inputs_ok(x_i.data, x_j.data,
+                                                                                                 direction):
+                batch = max(self._batch(x_i, x_j), direction.shape[0])
+                point = torch.empty(batch, self.num, group.param_dim, dtype=torch.float64)
+                velocity = torch.empty_like(point)
+                _kernels(group).directional_inputs(self._edges(x_i, batch).numpy(), self._edges(x_j, batch).numpy(),
+                                                   direction.expand(batch, -1, -1).contiguous().numpy(), point.numpy(),
+                                                   velocity.numpy())
+            else:
+                d = x_i.between(x_j)
+                n = d.tangent_dim
+                moved = direction[..., n:] - (d.inverse().adjoint() @ direction[..., :n].unsqueeze(-1)).squeeze(-1)
+                velocity = d.retract_velocity(moved)
+                point = d.data.detach().clone()
+        point.requires_grad_(True)
+        r = self.data["measurement"].local(x_i._new(point))
         return point, velocity, self.weight.whiten(r) if self.weight is not None else r
 
     def linearize(self, values: Sequence[LieGroup], batch_size: int) -> Linearization:
