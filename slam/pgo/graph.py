@@ -118,8 +118,14 @@ class PoseGraph:
         return dataclasses.replace(self, poses=poses)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> PoseGraph:
+        """The graph in ``dtype`` on ``device``; itself where it is there already (so that what it keeps for
+        the next ``problem``, the factorized information, stays with it)."""
         device = torch.device(device) if device is not None else self.information.device
         dtype = dtype or self.information.dtype
+        floating = (self.poses.data, self.measurements.data, self.information)
+        if (all(t.dtype == dtype and t.device == device for t in floating)
+                and all(t.device == device for t in (self.i, self.j, self.ids, self.fixed))):
+            return self
 
         def move(x: LieGroup) -> LieGroup:
             return type(x)(x.data.to(device=device, dtype=dtype))
