@@ -237,39 +237,50 @@ class _Blocks:
         """Each instance's position in H's values of each local lower-triangle pair ``(a, b)`` (``nnz``
         where a variable is fixed) and where a pair lands twice (an element used by two arguments).
 
-        Per instance and pair of arguments (blocks ``C < R`` or one block twice) the slots follow from
-        ``C``'s first position and the pair's place in ``C``'s columns; only the last step is per entry."""
-        nb, m = self.start.size, blocks.shape[1]
+        Per pair of arguments ``(s, t)`` and instance, the two blocks are one block (``C = R``), or ``C <
+        R`` with ``C`` the block of ``s`` or of ``t``; in each of those three cases a local entry's slot is
+        ``first + prefix + k · below + c`` with ``first`` ``C``'s first position, ``below`` the rows of
+        ``C``'s columns under its diagonal block, ``prefix`` the place of ``R``'s rows there (instance
+        numbers) and ``k`` (the entry's column within ``C``) and ``c`` constants of the entry and the case.
+        Column ``k`` of ``C`` starts at ``first + k (below + d_C) - k (k - 1) / 2``: its diagonal part is
+        ``d_C - k`` rows long (``C`` is touched), then the pairs' rows at their prefix.  ``columns`` is
+        not needed for this (the blocks determine it)."""
+        del columns
+        nb, m, total = self.start.size, blocks.shape[1], len(a)
+        dims = np.asarray(dims, dtype=np.int64)
         argument = np.repeat(np.arange(m), dims)
-        offset_in = np.arange(sum(dims)) - np.repeat(np.cumsum(dims) - np.asarray(dims), dims)  # within its argument
-        q = argument[a] * m + argument[b]  # (P,) the argument pair of each local entry
-        ia, ib = offset_in[a], offset_in[b]
-        low = np.minimum(blocks[:, :, None], blocks[:, None, :]).reshape(-1, m * m)  # (E, m²)
-        high = np.maximum(blocks[:, :, None], blocks[:, None, :]).reshape(-1, m * m)
-        valid_pair = low >= 0
-        flip = (blocks[:, :, None] < blocks[:, None, :]).reshape(-1, m * m)  # a's block is C, not R
-        col_block, row_block = np.where(valid_pair, low, 0), np.where(valid_pair, high, 0)
-        if self.keys.size:
-            pairs = np.minimum(np.searchsorted(self.keys, col_block * nb + row_block), self.keys.size - 1)
-            prefix = self.prefix[pairs]
-        else:
-            prefix = np.zeros_like(col_block)
-        d_c = self.dim[col_block]
-        first = self.colptr[self.start[col_block]]  # C's first column's first slot
-        below = self.colptr[self.start[col_block] + 1] - first - d_c  # rows of R > C in each of C's columns
-        same = col_block == row_block
-        # Column k of C starts at first + k (below + d_C) - k (k - 1) / 2; its diagonal part is d_C - k rows
-        # long (C is touched), then the pair's rows at its prefix.
-        take = lambda x: np.take(x, q, axis=1)  # noqa: E731  (E, m²) -> (E, P)
-        flipped, diagonal = take(flip), take(same)
-        # the entry's column within C, and its row within R (or within C's diagonal block: the larger)
-        k = np.where(diagonal, np.minimum(ia, ib), np.where(flipped, ia, ib))
-        i = np.where(flipped, ib, ia)
-        start_k = take(first) + k * (take(below) + take(d_c)) - (k * (k - 1)) // 2
-        slots = np.where(diagonal, start_k + np.abs(ia - ib), start_k + take(d_c) - k + take(prefix) + i)
-        valid = take(valid_pair)
-        ga, gb = columns[:, a], columns[:, b]
-        return np.where(valid, slots, nnz), (ga == gb) & (a != b) & valid
+        offset_in = np.arange(int(dims.sum())) - np.repeat(np.cumsum(dims) - dims, dims)  # within its argument
+        slots = np.full((blocks.shape[0], total), nnz, dtype=np.int64)
+        twice = np.zeros((blocks.shape[0], total), dtype=bool)
+        arg_a, arg_b = argument[a], argument[b]
+        for s_arg in range(m):
+            for t_arg in range(m):
+                entries = np.flatnonzero((arg_a == s_arg) & (arg_b == t_arg))
+                if entries.size == 0:
+                    continue
+                ia, ib = offset_in[a[entries]], offset_in[b[entries]]
+                bs, bt = blocks[:, s_arg], blocks[:, t_arg]
+                valid = (bs >= 0) & (bt >= 0)
+                low, high = np.where(valid, np.minimum(bs, bt), 0), np.where(valid, np.maximum(bs, bt), 0)
+                state = np.where(bs == bt, 0, np.where(bs < bt, 1, 2))  # one block; C is s's; C is t's
+                d_s, d_t = dims[s_arg], dims[t_arg]
+                k = np.stack([np.minimum(ia, ib), ia, ib])  # (3, P_q) per case
+                row = np.stack([np.abs(ia - ib), ib, ia])  # the row within C's diagonal block, or within R
+                d_c = np.array([d_s, d_s, d_t])[:, None]
+                tail = np.where(np.arange(3)[:, None] == 0, row, d_c - k + row)
+                constant = k * d_c - (k * (k - 1)) // 2 + tail
+                first = self.colptr[self.start[low]]
+                below = self.colptr[self.start[low] + 1] - first - self.dim[low]
+                if self.keys.size:
+                    pairs = np.minimum(np.searchsorted(self.keys, low * nb + high), self.keys.size - 1)
+                    prefix = np.where(state == 0, 0, self.prefix[pairs])
+                else:
+                    prefix = np.zeros_like(low)
+                value = (first + prefix)[:, None] + k[state] * below[:, None] + constant[state]
+                slots[:, entries] = np.where(valid[:, None], value, nnz)
+                if s_arg != t_arg:  # one element in two arguments: the diagonal entries of its block twice
+                    twice[:, entries] = (valid & (state == 0))[:, None] & (ia == ib)[None, :]
+        return slots, twice
 
 
 def structure_key(tables: Sequence[tuple[int, int, Tensor]], costs: Sequence[Sequence[tuple[int, Tensor]]]) -> str:
