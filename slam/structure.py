@@ -158,7 +158,7 @@ def analyze(
         dims = [layouts[t].dim for t, _ in arguments]
         d = sum(dims)
         a, b = torch.tril_indices(d, d)
-        hessian_slots, twice = blocks.slots(element_blocks, dims, columns.numpy(), a.numpy(), b.numpy(), pattern.nnz)
+        hessian_slots, twice = blocks.slots(element_blocks, dims, a.numpy(), b.numpy(), pattern.nnz)
         gradient_slots = torch.where(columns >= 0, columns, torch.full_like(columns, n))
         multiplicity = (1.0 + torch.from_numpy(twice).double()) if bool(twice.any()) else None
         cost_layouts.append(CostLayout(dims, a * d + b, torch.from_numpy(hessian_slots).reshape(-1),
@@ -232,7 +232,7 @@ class _Blocks:
         rows[entry], cols[entry] = np.repeat(first, length) + within, np.repeat(column, length)
         return SparsePattern(n, torch.from_numpy(rows), torch.from_numpy(cols))
 
-    def slots(self, blocks: np.ndarray, dims: Sequence[int], columns: np.ndarray, a: np.ndarray, b: np.ndarray,
+    def slots(self, blocks: np.ndarray, dims: Sequence[int], a: np.ndarray, b: np.ndarray,
               nnz: int) -> tuple[np.ndarray, np.ndarray]:
         """Each instance's position in H's values of each local lower-triangle pair ``(a, b)`` (``nnz``
         where a variable is fixed) and where a pair lands twice (an element used by two arguments).
@@ -243,9 +243,7 @@ class _Blocks:
         ``C``'s columns under its diagonal block, ``prefix`` the place of ``R``'s rows there (instance
         numbers) and ``k`` (the entry's column within ``C``) and ``c`` constants of the entry and the case.
         Column ``k`` of ``C`` starts at ``first + k (below + d_C) - k (k - 1) / 2``: its diagonal part is
-        ``d_C - k`` rows long (``C`` is touched), then the pairs' rows at their prefix.  ``columns`` is
-        not needed for this (the blocks determine it)."""
-        del columns
+        ``d_C - k`` rows long (``C`` is touched), then the pairs' rows at their prefix."""
         nb, m, total = self.start.size, blocks.shape[1], len(a)
         dims = np.asarray(dims, dtype=np.int64)
         argument = np.repeat(np.arange(m), dims)
