@@ -19,7 +19,7 @@ g2o file written by ``slam.io.write_g2o`` (as ``pgo_batched.py`` does) and is ti
 (constructing and running ``LevenbergMarquardtOptimizer``, median of ``--repeats``).  Ours is
 ``slam.pgo.optimize``'s ``solve_seconds`` (problem construction included), median of ``--repeats``
 after one discarded solve that pays the one-off costs (symbolic analysis, kernel loading; shown as
-``first``).  Printed: milliseconds per solve and per iteration (median solve time / iterations) of
+``first``); the two solvers' repeats alternate (``pgo.alternating``).  Printed: milliseconds per solve and per iteration (median solve time / iterations) of
 both, iterations, final chi2 (ours by our chi2, GTSAM's by ``2 * graph.error``), and the ratios GTSAM /
 ours per solve and per iteration (> 1: ours faster).
 """
@@ -36,7 +36,7 @@ from slam.io import write_g2o
 from slam.pgo import optimize, synthetic_graph
 
 from _table import print_table
-from pgo import gtsam_solve
+from pgo import alternating, gtsam_runner
 
 GRAPHS = {
     "se3-16": dict(group=SE3, num_poses=16),
@@ -61,13 +61,16 @@ def main() -> None:
     rows = []
     for name in args.names:
         graph, _ = synthetic_graph(**GRAPHS[name])
-        runs = [optimize(graph) for _ in range(args.repeats + 1)]  # the first pays symbolic analysis and warm-up
-        ours = statistics.median(r.solve_seconds for r in runs[1:])
-        result = runs[-1]
+        first = optimize(graph)  # pays the symbolic analysis and warm-up
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.g2o"
             write_g2o(path, graph)
-            g_time, g_chi2, g_it = gtsam_solve(path, graph.group is SE3, args.repeats)
+            runs, gtsam_runs = alternating(lambda: optimize(graph), gtsam_runner(path, graph.group is SE3), args.repeats)
+        runs = [first] + runs
+        ours = statistics.median(r.solve_seconds for r in runs[1:])
+        result = runs[-1]
+        g_time = statistics.median(run[0] for run in gtsam_runs)
+        _, g_chi2, g_it = gtsam_runs[-1]
         ours_per_it, g_per_it = ours / result.iterations, g_time / g_it
         rows.append([name, graph.num_poses, graph.num_edges, f"{1e3 * ours:.2f}", f"{1e3 * runs[0].solve_seconds:.2f}",
                      result.iterations, f"{1e3 * ours_per_it:.3f}", f"{result.final_chi2:.8e}", f"{1e3 * g_time:.2f}",
