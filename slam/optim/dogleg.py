@@ -86,9 +86,8 @@ class DoglegSteps(StepStrategy):
         accept, quality, _ = gain_ratio_accepts(trial.cost, trial.new_cost, trial.predicted, self.config.min_step_quality)
         accept = accept & trial.active & trial.ok
         norm = trial.step_norm
-        with np.errstate(invalid="ignore"):  # ρ is nan where the prediction was 0: neither grow nor keep
-            grow = accept & (quality > 0.75)
-            shrink = trial.active & (~accept | (quality < 0.25))
+        grow = accept & (quality > 0.75)  # (a nan ρ, from a zero prediction, neither grows nor keeps Δ)
+        shrink = trial.active & (~accept | (quality < 0.25))
         radius = np.where(grow, np.maximum(self.radius, 3.0 * norm), self.radius)
         # Shrink below the step just tried, so that a rejected Gauss-Newton step is not tried again.
         self.radius = np.where(shrink, 0.5 * np.minimum(radius, norm), radius)

@@ -201,7 +201,7 @@ def _accepted(lin: Linearization, trial: tuple[Tensor, Tensor, Tensor], accept: 
     h, g, trial_cost = trial
     if all_accepted:
         return Linearization(h, g, trial_cost), new_cost, trial_g_max
-    keep = torch.from_numpy(accept).to(h.device)
+    keep = _on(accept, h.device)
     row = keep.unsqueeze(-1)
     return (Linearization(torch.where(row, h, lin.h), torch.where(row, g, lin.g), torch.where(keep, trial_cost, lin.cost)),
             np.where(accept, new_cost, cost), np.where(accept, trial_g_max, g_max))
