@@ -104,8 +104,7 @@ if numba is not None:
     @_inline
     def _jr_inv_blocks(v0, v1, v2, w0, w1, w2, t, jinv, sinc3, cos4, q5, work):
         """``J_r⁻¹(v, ω) = [[A, -B], [0, A]]`` into ``A = work[5]``, ``B = work[12]`` (``work[3:13]`` is
-        used), given ``t = ω·ω`` and its series coefficients (``_coefficients``).  Generic in the scalar
-        type: the curvature kernel runs it on complex steps (``_coefficients_complex``).
+        used), given ``t = ω·ω`` and its series coefficients (``_coefficients``).
 
         ``A = I + ½W + jinv W²``, ``B = A Q(-v, -ω) A`` (``W = [ω]×``)."""
         big_w, big_v, a = work[3], work[4], work[5]
@@ -450,7 +449,7 @@ if numba is not None:
             t0 = r[3] * r[3] + r[4] * r[4] + r[5] * r[5]
             dj, ds, dc, dq = _coefficients_complex(t0 + 1j * h)
             jinv0, sinc30, cos40, q50 = dj.real, ds.real, dc.real, dq.real
-            dj, ds, dc, dq = dj.imag, ds.imag, dc.imag, dq.imag  # h times the derivatives in t
+            dj, ds, dc, dq = dj.imag / h, ds.imag / h, dc.imag / h, dq.imag / h  # their derivatives in t
             # J_r⁻¹'s first three columns have no rotation part, and G is linear in the translation v: there
             # DG (a, 0) = (0, -(yᵀ Q(-a, -ω)) A) with y = Aᵀλ_ρ, exactly, without a complex step.
             w3 = (r[3], r[4], r[5])
@@ -466,7 +465,6 @@ if numba is not None:
             # φ = r, with y = Aᵀλ_ρ, yq = yᵀ Q(-v, -ω), yqa = yqᵀ A, ta = Aᵀλ_θ (J_r⁻¹ = [[A, -A Q A], [0, A]]
             # applied from the left); the cross products at r are formed once for the three directions
             # (8-13 % of the kernel's time against three complex steps through all of G).
-            dj, ds, dc, dq = dj / h, ds / h, dc / h, dq / h  # the coefficients' derivatives in t
             lr, lt = (lam[0], lam[1], lam[2]), (lam[3], lam[4], lam[5])
             nv, nw = (-r[0], -r[1], -r[2]), (-r[3], -r[4], -r[5])
             lw = _cross(lr, w3)

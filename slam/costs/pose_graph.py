@@ -67,10 +67,15 @@ class Between(residual(_between, jacobians=_between_jacobians)):
     the torch path.
     """
 
+    def _fused_group(self, x_i: LieGroup, x_j: LieGroup) -> type | None:
+        """The group whose kernels take these edges (measurement and both poses of one fused group), else None."""
+        group = type(self.data["measurement"])
+        return group if group in _FUSED and type(x_i) is group and type(x_j) is group else None
+
     def _sqrt_information(self, x_i: LieGroup, x_j: LieGroup, measurement: LieGroup) -> Tensor | None:
         """``(Bl, E, n, n)`` float64 (``n`` the tangent size) when the fused kernel applies, else None."""
-        group = type(measurement)
-        if not (group in _FUSED and type(x_i) is group and type(x_j) is group):
+        group = self._fused_group(x_i, x_j)
+        if group is None:
             return None
         n = group.tangent_dim
         if self.weight is None:
@@ -161,10 +166,9 @@ class Between(residual(_between, jacobians=_between_jacobians)):
         # r = Log(Z⁻¹ D) sees the poses only through D = X_i⁻¹ X_j, and (δ_i, δ_j) move D to D Exp(δ_j -
         # Ad(D⁻¹) δ_i) to first order: the graph is Log on D's storage, without retractions or between.
         x_i, x_j = values
-        group = type(self.data["measurement"])
+        group = self._fused_group(x_i, x_j)
         with torch.no_grad():
-            if group in _FUSED and type(x_i) is group and type(x_j) is group and kernel_inputs_ok(x_i.data, x_j.data,
-                                                                                                 direction):
+            if group is not None and kernel_inputs_ok(x_i.data, x_j.data, direction):
                 batch = max(self._batch(x_i, x_j), direction.shape[0])
                 point = torch.empty(batch, self.num, group.param_dim, dtype=torch.float64)
                 velocity = torch.empty_like(point)

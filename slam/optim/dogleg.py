@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .steps import Linearization, Proposal, StepStrategy, Trial, gain_ratio_accepts, masked, solved_step
+from .steps import Linearization, Proposal, StepStrategy, Trial, gain_ratio_accepts, masked, solved_step, to_device
 from .termination import Termination
 
 
@@ -50,7 +50,7 @@ class DoglegSteps(StepStrategy):
             if self._steps is None:
                 self._steps = fresh
             else:
-                keep = torch.from_numpy(~self._stale).to(lin.g.device)
+                keep = to_device(~self._stale, lin.g.device)
                 self._steps = tuple(torch.where(keep.view(-1, *([1] * (new.dim() - 1))), old, new)
                                     for old, new in zip(self._steps, fresh))
             self._stale = np.zeros_like(self._stale)

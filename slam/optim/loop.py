@@ -21,7 +21,7 @@ from torch import Tensor
 from ..linear.base import LinearSolver
 from ..problem import NonFiniteError, Problem, Values
 from .result import IterationRecord
-from .steps import Linearization, StepStrategy, Trial, to_host
+from .steps import Linearization, StepStrategy, Trial, to_device, to_host
 from .termination import Termination
 
 Subscriber = Callable[[IterationRecord], None]
@@ -128,7 +128,7 @@ def run(problem: Problem, strategy: StepStrategy, values: Values, start: float,
         count = count + active
         with np.errstate(invalid="ignore"):  # inf - inf: a non-finite trial, rejected
             decrease = cost - new_cost
-        values = candidate if all_accepted else problem.select(_on(accept, device), candidate, values)
+        values = candidate if all_accepted else problem.select(to_device(accept, device), candidate, values)
         x_norm = None
         if any_accepted:
             previous = cost
@@ -184,10 +184,6 @@ def _largest_entry(g: Tensor) -> Tensor:
     return g.detach().abs().amax(-1) if g.shape[-1] else g.new_zeros(g.shape[:-1])
 
 
-def _on(mask: np.ndarray, device: torch.device) -> Tensor:
-    return torch.from_numpy(mask).to(device)
-
-
 def _record(values: np.ndarray, device: torch.device) -> Tensor:
     """A host array as the record's own tensor (a copy: subscribers may keep or modify it)."""
     return torch.tensor(values, device=device)
@@ -201,7 +197,7 @@ def _accepted(lin: Linearization, trial: tuple[Tensor, Tensor, Tensor], accept: 
     h, g, trial_cost = trial
     if all_accepted:
         return Linearization(h, g, trial_cost), new_cost, trial_g_max
-    keep = _on(accept, h.device)
+    keep = to_device(accept, h.device)
     row = keep.unsqueeze(-1)
     return (Linearization(torch.where(row, h, lin.h), torch.where(row, g, lin.g), torch.where(keep, trial_cost, lin.cost)),
             np.where(accept, new_cost, cost), np.where(accept, trial_g_max, g_max))
@@ -223,7 +219,7 @@ class _NonFiniteTrials:
         """``mask: (B,)`` the problems whose trial point ``candidate`` has a non-finite cost."""
         if mask.any():
             self.ever = self.ever | mask
-            self.where = problem.select(_on(mask, problem.device), candidate, self.where or candidate)
+            self.where = problem.select(to_device(mask, problem.device), candidate, self.where or candidate)
         self.since_accept = self.since_accept | mask
 
     def accepted(self, accept: np.ndarray) -> None:
@@ -250,7 +246,7 @@ class _NonFiniteTrials:
             with torch.no_grad():
                 detached = Linearization(lin.h.detach(), lin.g.detach(), lin.cost.detach())
                 probe = strategy.probe(detached)
-                usable = _on(suspect, probe.ok.device) & probe.ok
+                usable = to_device(suspect, probe.ok.device) & probe.ok
                 trial = problem.retract(values, torch.where(usable.unsqueeze(-1), probe.step, torch.zeros_like(probe.step)))
                 bad = to_host(usable & ~torch.isfinite(problem.cost(trial)))[0]
             if not bad.any():
