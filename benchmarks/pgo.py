@@ -40,9 +40,8 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose_gr
 DEFAULT_NAMES = ["smallGrid3D", "intel", "manhattan", "parking-garage", "sphere2500", "city10000"]
 
 
-def gtsam_runner(path: Path, is3d: bool):  # type: ignore[no-untyped-def]
-    """GTSAM's problem read from ``path`` (first pose held by a constrained prior) and a function that runs
-    one timed LM solve of it: ``() -> (seconds, chi2, iterations)``."""
+def gtsam_problem(path: Path, is3d: bool):  # type: ignore[no-untyped-def]
+    """GTSAM's ``(graph, initial)`` read from ``path``, the first pose held by a constrained prior."""
     import gtsam
 
     graph, initial = gtsam.readG2o(str(path), is3d)
@@ -50,6 +49,13 @@ def gtsam_runner(path: Path, is3d: bool):  # type: ignore[no-untyped-def]
         graph.add(gtsam.PriorFactorPose3(0, initial.atPose3(0), gtsam.noiseModel.Constrained.All(6)))
     else:
         graph.add(gtsam.PriorFactorPose2(0, initial.atPose2(0), gtsam.noiseModel.Constrained.All(3)))
+    return graph, initial
+
+
+def gtsam_runner(path: Path, is3d: bool):  # type: ignore[no-untyped-def]
+    """GTSAM's problem read from ``path`` (``gtsam_problem``) and a function that runs one timed LM solve
+    of it: ``() -> (seconds, chi2, iterations)``."""
+    graph, initial = gtsam_problem(path, is3d)
     from _gtsam_timing import timed_levenberg_marquardt
 
     def run() -> tuple[float, float, int]:

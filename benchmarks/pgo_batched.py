@@ -40,7 +40,7 @@ from slam.pgo import PoseGraph, optimize, synthetic_batch
 from slam.pgo.synthetic import _chain
 
 from _table import print_table
-from pgo import alternating
+from pgo import alternating, gtsam_problem
 
 
 def lawnmower(num_poses: int) -> torch.Tensor:
@@ -93,13 +93,7 @@ def gtsam_each_runner(paths: list[Path], is3d: bool):  # type: ignore[no-untyped
     ``() -> (seconds, [chi2 of each])``."""
     import gtsam
 
-    problems = []
-    for path in paths:
-        graph, initial = gtsam.readG2o(str(path), is3d)
-        prior = (gtsam.PriorFactorPose3(0, initial.atPose3(0), gtsam.noiseModel.Constrained.All(6)) if is3d
-                 else gtsam.PriorFactorPose2(0, initial.atPose2(0), gtsam.noiseModel.Constrained.All(3)))
-        graph.add(prior)
-        problems.append((graph, initial))
+    problems = [gtsam_problem(path, is3d) for path in paths]
     params = gtsam.LevenbergMarquardtParams()
     params.setRelativeErrorTol(1e-6)
     params.setMaxIterations(100)
